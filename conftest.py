@@ -1,0 +1,31 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Test-session set-up shared by every test.
+
+The physical CPU is split into two logical devices before TensorFlow runs any
+op (afterwards "Virtual devices cannot be modified after being initialized"),
+so that `MirroredStrategy` tests get two replicas on a CPU-only machine.
+"""
+
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# TFMOT needs Keras 2; set before anything imports TensorFlow's Keras.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices('CPU')
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
