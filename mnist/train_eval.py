@@ -1,0 +1,40 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+r"""Trains and evaluates sparse LeNets on MNIST or the offline digits data.
+
+  python mnist/train_eval.py --gin_config=configs/mnist/static_erk.gin \
+      --output_dir=/tmp/mnist_static_erk
+  python mnist/train_eval.py --mode=eval_once --output_dir=/tmp/mnist_static_erk \
+      --gin_config=configs/mnist/static_erk.gin
+
+Models (bind `train_eval.model_fn`): @lenet_300_100, @lenet5.
+"""
+
+import os
+import sys
+
+# Run as a script from anywhere: make the repository root importable.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+from absl import app  # noqa: E402
+
+from mnist import models  # noqa: E402,F401  (registers the gin models)
+from rigl_tf import train_lib  # noqa: E402
+
+train_lib.define_flags()
+
+if __name__ == '__main__':
+  app.run(train_lib.run)

@@ -1,0 +1,149 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""tfds input pipelines for training and evaluation.
+
+Datasets come from `tensorflow_datasets`. `digits` is built offline from
+scikit-learn's bundled copy; `mnist`/`cifar10`/`cifar100` download on first
+use where there is a network; `imagenet2012` reads `manual_dir`. When a
+dataset cannot be had, `DatasetUnavailableError` says which, where it looked
+and what to pass instead.
+"""
+
+import dataclasses
+from typing import Callable, Optional
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from rigl_tf import datasets as _builders  # noqa: F401  (registers digits)
+
+# Datasets that can be built without a network.
+OFFLINE_DATASETS = ('digits',)
+
+
+class DatasetUnavailableError(Exception):
+  """The dataset is neither prepared nor preparable here."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What a model needs to know about a dataset."""
+  name: str
+  input_shape: tuple
+  num_classes: int
+  num_train_examples: int
+  num_eval_examples: int
+  eval_split: str
+
+
+def scale_image(image, label):
+  """uint8 image -> float32 in [0, 1]."""
+  return tf.cast(image, tf.float32) / 255.0, label
+
+
+def _eval_split(builder):
+  return 'test' if 'test' in builder.info.splits else 'validation'
+
+
+def get_builder(name, data_dir=None):
+  """A prepared tfds builder for `name` (prepared now if possible).
+
+  Raises:
+    DatasetUnavailableError: unknown name, or not prepared and preparing
+      failed (no network, no manual_dir).
+  """
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DatasetUnavailableError(
+        f'Unknown dataset {name!r}: not a tensorflow_datasets name (offline '
+        f'choice: {", ".join(OFFLINE_DATASETS)}).') from e
+  if not builder.is_prepared():
+    try:
+      builder.download_and_prepare()
+    except Exception as e:  # pylint: disable=broad-except
+      raise DatasetUnavailableError(
+          f'Dataset {name!r} is not prepared in {builder.data_dir} and could '
+          f'not be downloaded/prepared ({type(e).__name__}). '
+          'Pass --data_dir pointing to a prepared tfds copy (ImageNet: put '
+          'the archives in <data_dir>/downloads/manual), or use '
+          '--gin_bindings="train_eval.dataset=\'digits\'" to run offline.'
+      ) from e
+  return builder
+
+
+def get_info(name, data_dir=None):
+  """The `DatasetInfo` of a dataset (prepares it if needed)."""
+  builder = get_builder(name, data_dir)
+  eval_split = _eval_split(builder)
+  features = builder.info.features
+  return DatasetInfo(
+      name=name,
+      input_shape=tuple(features['image'].shape),
+      num_classes=features['label'].num_classes,
+      num_train_examples=builder.info.splits['train'].num_examples,
+      num_eval_examples=builder.info.splits[eval_split].num_examples,
+      eval_split=eval_split)
+
+
+def get_dataset(name: str,
+                split: str,
+                batch_size: int,
+                training: bool,
+                data_dir: Optional[str] = None,
+                preprocess_fn: Optional[Callable] = None,
+                seed: int = 0) -> tf.data.Dataset:
+  """A batched (image, label) dataset.
+
+  Training datasets are shuffled with a fixed seed, repeated forever and
+  batched with `drop_remainder=True`, so the sequence of global batches is
+  the same whatever the number of replicas. Evaluation datasets are read
+  once, in order, with the last partial batch kept.
+
+  Args:
+    name: tfds name ('digits', 'mnist', 'cifar10', ...).
+    split: 'train', 'test', 'eval' (the dataset's test or validation split).
+    batch_size: global batch size.
+    training: shuffle, repeat and drop the remainder.
+    data_dir: tfds data directory (None: the tfds default).
+    preprocess_fn: (image, label) -> (image, label); default scales to [0, 1].
+    seed: shuffle seed.
+
+  Returns:
+    A `tf.data.Dataset`.
+  """
+  builder = get_builder(name, data_dir)
+  if split == 'eval':
+    split = _eval_split(builder)
+  read_config = tfds.ReadConfig(shuffle_seed=seed)
+  ds = builder.as_dataset(
+      split=split, as_supervised=True, shuffle_files=training,
+      read_config=read_config)
+  options = tf.data.Options()
+  options.deterministic = True
+  # Each worker reads the data and keeps its part of every global batch;
+  # works whatever the number of files.
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
+  ds = ds.with_options(options)
+  if training:
+    num_examples = builder.info.splits[split].num_examples
+    ds = ds.cache() if num_examples <= 200_000 else ds
+    ds = ds.shuffle(min(num_examples, 50_000), seed=seed,
+                    reshuffle_each_iteration=True)
+    ds = ds.repeat()
+  ds = ds.map(preprocess_fn or scale_image,
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(batch_size, drop_remainder=training)
+  return ds.prefetch(tf.data.AUTOTUNE)

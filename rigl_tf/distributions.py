@@ -1,0 +1,150 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Per-layer sparsity distributions: uniform, Erdos-Renyi (ER) and ERK.
+
+Given an overall sparsity S over the maskable layers:
+
+* `uniform`: every layer gets S; `first_layer_dense` keeps the first layer
+  dense (RigL's uniform), without compensating elsewhere.
+* `er`: density of layer l proportional to (n_in + n_out) / (n_in * n_out).
+* `erk`: density proportional to (sum(shape) / prod(shape)) ** p, with
+  p = `erk_power_scale` (1 is ERK, 0 is uniform).
+
+For ER/ERK the factor epsilon is solved so that the number of non-zeros
+equals the uniform budget (1 - S) * sum(n). A layer whose density would exceed
+1 becomes dense and epsilon is solved again, repeatedly. Layers in
+`dense_layers` are dense and counted in the budget (the other layers give up
+what they take), as RigL's implementation does. Layers in
+`custom_sparsity_map` get their given sparsity and are outside the budget.
+
+A layer with sparsity s and n weights has exactly `num_zeros(s, n)` =
+floor(s * n) zeros.
+"""
+
+import math
+from typing import Mapping, Optional, Sequence
+
+DISTRIBUTIONS = ('uniform', 'er', 'erk')
+
+
+def check_sparsity(sparsity, what='sparsity'):
+  """Raises ValueError unless 0 <= sparsity < 1."""
+  if (not isinstance(sparsity, (int, float)) or math.isnan(sparsity)
+      or not 0.0 <= sparsity < 1.0):
+    raise ValueError(
+        f'{what} must be in [0, 1) (the fraction of weights that are zero), '
+        f'got {sparsity!r}.')
+
+
+def num_zeros(sparsity: float, size: int) -> int:
+  """floor(sparsity * size), robust to float noise such as 0.29 * 100."""
+  return int(math.floor(round(sparsity * size, 6)))
+
+
+def num_ones(sparsity: float, size: int) -> int:
+  """Number of active (non-zero) weights of a layer: size - floor(s * size)."""
+  return size - num_zeros(sparsity, size)
+
+
+def _raw_density(shape, method, erk_power_scale):
+  if method == 'erk':
+    return (sum(shape) / math.prod(shape))**erk_power_scale
+  # ER uses only the fan-in/fan-out dimensions (the last two).
+  n_in, n_out = (shape[-2], shape[-1]) if len(shape) >= 2 else (shape[0], 1)
+  return (n_in + n_out) / (n_in * n_out)
+
+
+def get_sparsities(shapes: Mapping[str, Sequence[int]],
+                   sparsity: float,
+                   method: str = 'erk',
+                   erk_power_scale: float = 1.0,
+                   dense_layers: Sequence[str] = (),
+                   custom_sparsity_map: Optional[Mapping[str, float]] = None,
+                   first_layer_dense: bool = False) -> dict[str, float]:
+  """Computes each layer's sparsity.
+
+  Args:
+    shapes: ordered mapping layer name -> weight shape (the first entry is the
+      "first layer").
+    sparsity: overall sparsity S in [0, 1).
+    method: 'uniform', 'er' or 'erk'.
+    erk_power_scale: the exponent p of ERK.
+    dense_layers: names of layers kept dense.
+    custom_sparsity_map: name -> sparsity for layers fixed outside the budget.
+    first_layer_dense: also keep the first layer dense.
+
+  Returns:
+    dict name -> sparsity, in the order of `shapes`.
+
+  Raises:
+    ValueError: on an unknown method or layer name, or a sparsity outside
+      [0, 1).
+  """
+  if method not in DISTRIBUTIONS:
+    raise ValueError(f'Unknown sparsity distribution {method!r}; choose one '
+                     f'of {", ".join(DISTRIBUTIONS)}.')
+  check_sparsity(sparsity)
+  custom = dict(custom_sparsity_map or {})
+  dense = set(dense_layers)
+  names = list(shapes)
+  unknown = sorted((dense | set(custom)) - set(names))
+  if unknown:
+    raise ValueError(
+        f'Unknown layer names {unknown} in dense_layers/custom_sparsity_map; '
+        f'maskable layers are {names}.')
+  for name, value in custom.items():
+    check_sparsity(value, f'custom sparsity of {name!r}')
+  if first_layer_dense and names:
+    dense.add(names[0])
+
+  if method == 'uniform':
+    return {
+        name: custom.get(name, 0.0 if name in dense else float(sparsity))
+        for name in names
+    }
+
+  # Solve epsilon; layers that would exceed density 1 become dense, repeat.
+  while True:
+    budget = 0.0
+    divisor = 0.0
+    raw = {}
+    for name in names:
+      if name in custom:
+        continue
+      size = math.prod(shapes[name])
+      if name in dense:
+        budget -= size * sparsity
+      else:
+        budget += size * (1.0 - sparsity)
+        raw[name] = _raw_density(shapes[name], method, erk_power_scale)
+        divisor += raw[name] * size
+    if not raw or divisor <= 0:
+      epsilon = 0.0
+      break
+    epsilon = budget / divisor
+    max_raw = max(raw.values())
+    if max_raw * epsilon > 1.0:
+      dense.update(n for n, r in raw.items() if r == max_raw)
+    else:
+      break
+
+  result = {}
+  for name in names:
+    if name in custom:
+      result[name] = float(custom[name])
+    elif name in dense:
+      result[name] = 0.0
+    else:
+      result[name] = min(max(1.0 - epsilon * raw[name], 0.0), 1.0)
+  return result

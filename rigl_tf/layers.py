@@ -1,0 +1,367 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Masked Keras layers: the wrapper that owns mask variables, and model tools.
+
+`MaskedLayer` wraps a Keras layer and owns one non-trainable 0/1 `mask`
+variable per prunable weight. Masked weights are *stored as zeros* (the
+`SparseOptimizer` keeps them so), hence the forward pass is the plain layer
+call and the gradient w.r.t. a kernel is the dense gradient RigL needs.
+
+`sparsify(model)` wraps the maskable layers of a Sequential/Functional model,
+`strip(model)` turns a masked model back into a plain one whose kernels hold
+the zeros, and `get_masked_weights(model)` lists every (weight, mask) pair in
+a stable order, which is the "layer index" that keys stateless randomness.
+"""
+
+import dataclasses
+from typing import Iterable, Sequence
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.sparsity.keras import (
+    prunable_layer,
+)
+from tensorflow_model_optimization.python.core.sparsity.keras import (
+    prune_registry,
+)
+import tf_keras as keras
+
+# Layer class -> attribute names of its maskable weights. Looked up along the
+# MRO, so user subclasses of Dense/Conv2D are maskable too. TFMOT's registry
+# lists DepthwiseConv2D with no prunable weight; the RigL paper's MobileNet
+# results prune depthwise kernels too, hence the explicit entry.
+_MASKABLE_WEIGHTS = {
+    keras.layers.Dense: ('kernel',),
+    keras.layers.Conv1D: ('kernel',),
+    keras.layers.Conv2D: ('kernel',),
+    keras.layers.Conv3D: ('kernel',),
+    keras.layers.DepthwiseConv2D: ('depthwise_kernel',),
+    keras.layers.SeparableConv1D: ('depthwise_kernel', 'pointwise_kernel'),
+    keras.layers.SeparableConv2D: ('depthwise_kernel', 'pointwise_kernel'),
+}
+
+
+def _maskable_weight_names(layer):
+  for cls in type(layer).__mro__:
+    if cls in _MASKABLE_WEIGHTS:
+      return _MASKABLE_WEIGHTS[cls]
+  return None
+
+
+def is_maskable(layer):
+  """Whether `MaskedLayer` can wrap `layer` (it has prunable weights)."""
+  if isinstance(layer, MaskedLayer):
+    return False
+  if _maskable_weight_names(layer) is not None:
+    return True
+  if isinstance(layer, prunable_layer.PrunableLayer):
+    return True
+  return (prune_registry.PruneRegistry.supports(layer)
+          and bool(prune_registry.PruneRegistry._weight_names(layer)))  # pylint: disable=protected-access
+
+
+def _prunable_weights(layer):
+  """The built layer's maskable variables, in a fixed order."""
+  names = _maskable_weight_names(layer)
+  if names is not None:
+    return [getattr(layer, name) for name in names]
+  if isinstance(layer, prunable_layer.PrunableLayer):
+    return list(layer.get_prunable_weights())
+  return list(
+      prune_registry.PruneRegistry.make_prunable(layer).get_prunable_weights())
+
+
+def _short_name(variable):
+  return variable.name.split('/')[-1].split(':')[0]
+
+
+@keras.utils.register_keras_serializable(package='rigl_tf')
+class MaskedLayer(keras.layers.Wrapper):
+  """Wraps a Keras layer and owns a 0/1 mask for each of its prunable weights.
+
+  The wrapper keeps the wrapped layer's name, so per-layer configuration
+  (dense layers, custom sparsities) and reports use the familiar names.
+  The forward pass is the wrapped layer's own call: masked weights are kept
+  at exactly zero by `SparseOptimizer` (call `apply_masks()` after writing
+  weights by hand).
+
+  Usable directly in subclassed models:
+
+    self.fc = MaskedLayer(keras.layers.Dense(10))
+
+  Attributes:
+    layer: the wrapped layer.
+    prunable_weights: the wrapped layer's maskable variables.
+    masks: the mask variables, same order and shapes as `prunable_weights`.
+  """
+
+  def __init__(self, layer, **kwargs):
+    if not isinstance(layer, keras.layers.Layer):
+      raise ValueError(
+          f'MaskedLayer wraps a tf_keras layer, got {type(layer).__name__}.')
+    if not is_maskable(layer):
+      raise ValueError(
+          f'Layer {layer.name!r} ({type(layer).__name__}) has no maskable '
+          'weights: wrap Dense, Conv1D/2D/3D, DepthwiseConv2D, SeparableConv, '
+          'or a layer implementing tfmot PrunableLayer.')
+    kwargs.setdefault('name', layer.name)
+    super().__init__(layer, **kwargs)
+    self._set_mask_list([])
+
+  @tf.__internal__.tracking.no_automatic_dependency_tracking
+  def _set_mask_list(self, masks):
+    # Kept out of Keras' attribute tracking: the variables are already
+    # tracked once by `add_weight`.
+    self._mask_list = list(masks)
+
+  def build(self, input_shape):
+    if not self.layer.built:
+      with tf.name_scope(self.layer.name):
+        self.layer.build(input_shape)
+      self.layer.built = True
+    masks = []
+    for weight in self.prunable_weights:
+      masks.append(
+          self.add_weight(
+              name=f'{_short_name(weight)}_mask',
+              shape=weight.shape,
+              dtype=weight.dtype,
+              initializer='ones',
+              trainable=False,
+              # Masks change only in cross-replica context; if a user writes
+              # one in replica context, take the first replica's value.
+              synchronization=tf.VariableSynchronization.ON_WRITE,
+              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA))
+    self._set_mask_list(masks)
+    super().build(input_shape)
+
+  @property
+  def prunable_weights(self):
+    if not self.layer.built:
+      return []
+    return _prunable_weights(self.layer)
+
+  @property
+  def masks(self):
+    return list(self._mask_list)
+
+  def call(self, inputs, *args, **kwargs):
+    return self.layer(inputs, *args, **kwargs)
+
+  def compute_output_shape(self, input_shape):
+    return self.layer.compute_output_shape(input_shape)
+
+  def apply_masks(self):
+    """Sets masked weights to zero (`weight *= mask`)."""
+    for weight, mask in zip(self.prunable_weights, self.masks):
+      weight.assign(weight * mask)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedWeight:
+  """One maskable weight of a model and its mask.
+
+  Attributes:
+    layer: the `MaskedLayer` that owns the mask.
+    weight: the weight variable (a kernel).
+    mask: its 0/1 mask variable.
+    name: a stable, readable name: the layer name, plus `/<weight>` when the
+      layer has several maskable weights.
+    index: position in the model's stable order; keys stateless randomness.
+  """
+  layer: MaskedLayer
+  weight: tf.Variable
+  mask: tf.Variable
+  name: str
+  index: int
+
+  @property
+  def size(self):
+    return int(self.weight.shape.num_elements())
+
+
+def _walk_layers(layer):
+  """Yields `layer`'s sublayers depth-first in their tracked order."""
+  for child in layer._flatten_layers(include_self=False, recursive=False):  # pylint: disable=protected-access
+    yield child
+    if not isinstance(child, MaskedLayer):
+      yield from _walk_layers(child)
+
+
+def get_masked_layers(model):
+  """Every `MaskedLayer` inside `model` (recursively), in a stable order."""
+  if isinstance(model, MaskedLayer):
+    return [model]
+  seen = set()
+  result = []
+  for layer in _walk_layers(model):
+    if isinstance(layer, MaskedLayer) and id(layer) not in seen:
+      seen.add(id(layer))
+      result.append(layer)
+  return result
+
+
+def get_masked_weights(model_or_weights):
+  """Lists every (weight, mask) pair of a model in a stable order.
+
+  Args:
+    model_or_weights: a built Keras model/layer containing `MaskedLayer`s, or
+      an already computed list of `MaskedWeight` (returned as is).
+
+  Returns:
+    A list of `MaskedWeight`; `index` is the position in this list.
+
+  Raises:
+    ValueError: if a masked layer is not built yet.
+  """
+  if isinstance(model_or_weights, (list, tuple)) and all(
+      isinstance(w, MaskedWeight) for w in model_or_weights):
+    return list(model_or_weights)
+  result = []
+  for layer in get_masked_layers(model_or_weights):
+    if not layer.built:
+      raise ValueError(
+          f'Masked layer {layer.name!r} is not built; call the model on an '
+          'input (or build it) before using its masks.')
+    pairs = list(zip(layer.prunable_weights, layer.masks))
+    for weight, mask in pairs:
+      name = layer.name
+      if len(pairs) > 1:
+        name = f'{layer.name}/{_short_name(weight)}'
+      result.append(MaskedWeight(layer, weight, mask, name, len(result)))
+  return result
+
+
+def _copy_layer(layer):
+  return layer.__class__.from_config(layer.get_config())
+
+
+def _check_graph_model(model):
+  if not isinstance(model, keras.Model):
+    raise ValueError(f'Expected a tf_keras Model, got {type(model).__name__}.')
+  if not (isinstance(model, keras.Sequential)
+          or getattr(model, '_is_graph_network', False)):
+    raise ValueError(
+        f'{model.name!r} is a subclassed model: sparsify()/strip() clone '
+        'Sequential and Functional models only. In a subclassed model, wrap '
+        'layers with rigl_tf.layers.MaskedLayer directly.')
+
+
+def _copy_weights(source_model, target_model, unwrap):
+  """Copies weights layer by layer (by name) from source to target."""
+  targets = {layer.name: layer for layer in target_model.layers}
+  for layer in source_model.layers:
+    if not layer.weights or layer.name not in targets:
+      continue
+    target = targets[layer.name]
+    if isinstance(target, keras.Model) and isinstance(layer, keras.Model):
+      _copy_weights(layer, target, unwrap)
+    elif isinstance(target, MaskedLayer) and not isinstance(
+        layer, MaskedLayer):
+      target.layer.set_weights(layer.get_weights())
+    elif isinstance(layer, MaskedLayer) and not isinstance(
+        target, MaskedLayer):
+      masked = [
+          (w * m).numpy() for w, m in zip(layer.prunable_weights, layer.masks)
+      ]
+      by_ref = {w.ref(): v for w, v in zip(layer.prunable_weights, masked)}
+      values = [
+          by_ref.get(w.ref(), w.numpy()) for w in layer.layer.weights
+      ]
+      target.set_weights(values)
+    else:
+      target.set_weights(layer.get_weights())
+
+
+def sparsify(model, dense_layers: Iterable[str] = ()):
+  """Returns a copy of `model` whose maskable layers are `MaskedLayer`s.
+
+  Weights are copied from `model` when it is built; all masks start at ones
+  (dense). Use `rigl_tf.masks.init_masks` to draw sparse masks.
+
+  Args:
+    model: a tf_keras Sequential or Functional model (nested models are
+      sparsified recursively).
+    dense_layers: names of maskable layers to leave unwrapped (always dense,
+      e.g. the first layer).
+
+  Returns:
+    The new model.
+
+  Raises:
+    ValueError: for a subclassed model or a name in `dense_layers` that is
+      not a layer of the model.
+  """
+  _check_graph_model(model)
+  dense_layers = set(dense_layers)
+  all_names = set()
+
+  def collect(m):
+    for layer in m.layers:
+      all_names.add(layer.name)
+      if isinstance(layer, keras.Model):
+        collect(layer)
+
+  collect(model)
+  unknown = sorted(dense_layers - all_names)
+  if unknown:
+    raise ValueError(
+        f'dense_layers names unknown layers {unknown}; the model has '
+        f'{sorted(all_names)}.')
+
+  def clone_fn(layer):
+    if isinstance(layer, keras.Model):
+      return _sparsify_clone(layer)
+    if layer.name in dense_layers or not is_maskable(layer):
+      return _copy_layer(layer)
+    return MaskedLayer(_copy_layer(layer))
+
+  def _sparsify_clone(m):
+    return keras.models.clone_model(m, clone_function=clone_fn)
+
+  new_model = _sparsify_clone(model)
+  if model.built:
+    if not new_model.built:
+      new_model.build(model.input_shape)
+    _copy_weights(model, new_model, unwrap=False)
+  return new_model
+
+
+def strip(model):
+  """Returns a plain Keras model: wrappers removed, kernels holding zeros."""
+  _check_graph_model(model)
+
+  def clone_fn(layer):
+    if isinstance(layer, keras.Model):
+      return keras.models.clone_model(layer, clone_function=clone_fn)
+    if isinstance(layer, MaskedLayer):
+      return _copy_layer(layer.layer)
+    return _copy_layer(layer)
+
+  new_model = keras.models.clone_model(model, clone_function=clone_fn)
+  if model.built:
+    if not new_model.built:
+      new_model.build(model.input_shape)
+    _copy_weights(model, new_model, unwrap=True)
+  return new_model
+
+
+def check_invariant(model_or_weights) -> Sequence[str]:
+  """Names of the masked weights violating `weight * (1 - mask) == 0`."""
+  bad = []
+  for mw in get_masked_weights(model_or_weights):
+    leaked = tf.math.count_nonzero(
+        tf.cast(mw.weight, tf.float32) * (1.0 - tf.cast(mw.mask, tf.float32)))
+    if int(leaked) != 0:
+      bad.append(mw.name)
+  return bad

@@ -1,0 +1,144 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Mask initialisation with exact counts.
+
+Every mask has exactly the number of ones its layer's sparsity prescribes.
+Randomness is stateless and keyed by (seed, layer index), so a seed gives the
+same masks on any machine and on every replica.
+"""
+
+import tensorflow as tf
+
+from rigl_tf import distributions
+from rigl_tf import layers as masked_layers
+
+MASK_INITS = ('random', 'magnitude')
+
+
+def top_n_mask(scores, n_ones):
+  """A 0/1 mask (shape of `scores`) with ones at the `n_ones` largest scores.
+
+  Ranks with a sort of the whole flattened array and compares ranks with
+  `n_ones`, so `n_ones` may be a tensor and the shapes stay static (XLA/TPU).
+  Ties go to the lower flat index (the sort is stable).
+
+  Args:
+    scores: float tensor.
+    n_ones: scalar int (Python or tensor), 0 <= n_ones <= size.
+
+  Returns:
+    float32 tensor of the same shape as `scores`.
+  """
+  flat = tf.reshape(scores, [-1])
+  order = tf.argsort(flat, direction='DESCENDING', stable=True)
+  # ranks[order[i]] = i: the rank of every position, by a scatter.
+  ranks = tf.scatter_nd(
+      order[:, None], tf.range(tf.size(flat), dtype=order.dtype),
+      tf.shape(flat, out_type=order.dtype))
+  mask = tf.cast(ranks < tf.cast(n_ones, ranks.dtype), tf.float32)
+  return tf.reshape(mask, tf.shape(scores))
+
+
+def stateless_noise(shape, seed, index, step=0, scale=1.0):
+  """Uniform [0, scale) noise keyed by (seed, step, layer index)."""
+  key = tf.stack([
+      tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(index, tf.int64),
+      tf.cast(step, tf.int64)
+  ])
+  return tf.random.stateless_uniform(shape, seed=key) * scale
+
+
+def random_mask(shape, n_ones, seed, index):
+  """A random 0/1 mask with exactly `n_ones` ones (stateless)."""
+  return top_n_mask(stateless_noise(shape, seed, index), n_ones)
+
+
+def magnitude_mask(weight, n_ones, seed, index):
+  """Ones at the `n_ones` largest |weight|; ties broken by tiny noise."""
+  weight = tf.cast(weight, tf.float32)
+  noise = stateless_noise(weight.shape, seed, index, scale=1e-12)
+  return top_n_mask(tf.abs(weight) + noise, n_ones)
+
+
+def get_layer_sparsities(model_or_weights, sparsity, distribution='erk',
+                         **kwargs):
+  """Per-masked-weight sparsity from a distribution (see distributions.py).
+
+  Args:
+    model_or_weights: a model with `MaskedLayer`s or a list of `MaskedWeight`.
+    sparsity: overall sparsity of the masked weights.
+    distribution: 'uniform', 'er' or 'erk'.
+    **kwargs: passed to `distributions.get_sparsities`.
+
+  Returns:
+    dict masked-weight name -> sparsity.
+  """
+  weights = masked_layers.get_masked_weights(model_or_weights)
+  shapes = {mw.name: tuple(mw.weight.shape) for mw in weights}
+  return distributions.get_sparsities(shapes, sparsity, distribution, **kwargs)
+
+
+def init_masks(model_or_weights, sparsities, seed=0, method='random'):
+  """Draws every mask with its exact count and zeroes the masked weights.
+
+  Call it in cross-replica context (e.g. inside `strategy.scope()`, outside
+  `strategy.run`): mirrored masks receive the same value on every replica.
+
+  Args:
+    model_or_weights: a model with `MaskedLayer`s or a list of `MaskedWeight`.
+    sparsities: dict name -> sparsity (as from `get_layer_sparsities`), or
+      one float for every layer.
+    seed: integer seed of the stateless RNG.
+    method: 'random' (uniform over positions) or 'magnitude' (keep the
+      largest |w|, e.g. one-shot pruning of a trained model).
+
+  Returns:
+    dict name -> number of ones in the new mask.
+
+  Raises:
+    ValueError: unknown method or a layer missing from `sparsities`.
+  """
+  if method not in MASK_INITS:
+    raise ValueError(f'Unknown mask init {method!r}; choose one of '
+                     f'{", ".join(MASK_INITS)}.')
+  weights = masked_layers.get_masked_weights(model_or_weights)
+  if not isinstance(sparsities, dict):
+    sparsities = {mw.name: float(sparsities) for mw in weights}
+  missing = [mw.name for mw in weights if mw.name not in sparsities]
+  if missing:
+    raise ValueError(f'No sparsity given for masked layers {missing}.')
+  counts = {}
+  for mw in weights:
+    n_ones = distributions.num_ones(sparsities[mw.name], mw.size)
+    if method == 'random':
+      mask = random_mask(mw.weight.shape, n_ones, seed, mw.index)
+    else:
+      mask = magnitude_mask(mw.weight, n_ones, seed, mw.index)
+    mw.mask.assign(tf.cast(mask, mw.mask.dtype))
+    mw.weight.assign(mw.weight * tf.cast(mask, mw.weight.dtype))
+    counts[mw.name] = n_ones
+  return counts
+
+
+def mask_stats(model_or_weights):
+  """Per-layer (ones, size, density) and overall density of the masks."""
+  per_layer = {}
+  total_ones = total = 0
+  for mw in masked_layers.get_masked_weights(model_or_weights):
+    ones = int(tf.math.count_nonzero(mw.mask))
+    per_layer[mw.name] = (ones, mw.size, ones / mw.size)
+    total_ones += ones
+    total += mw.size
+  overall = total_ones / total if total else 1.0
+  return per_layer, overall

@@ -1,0 +1,64 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The `tf.distribute` strategy for a `--strategy` flag value."""
+
+import tensorflow as tf
+
+STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
+
+
+def get_strategy(name='default', tpu=None):
+  """Returns the strategy named `name`.
+
+  Args:
+    name: 'default' (one device), 'mirrored' (all local GPUs; on a machine
+      without GPUs, all logical CPU devices), 'multi_worker'
+      (MultiWorkerMirroredStrategy, configured by the TF_CONFIG environment
+      variable) or 'tpu' (TPUStrategy).
+    tpu: the TPU name or address for 'tpu' ('' or None: local / from the
+      environment).
+
+  Returns:
+    A `tf.distribute.Strategy`.
+
+  Raises:
+    ValueError: for an unknown name.
+  """
+  if name == 'default':
+    return tf.distribute.get_strategy()
+  if name == 'mirrored':
+    if tf.config.list_logical_devices('GPU'):
+      return tf.distribute.MirroredStrategy()
+    cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
+    return tf.distribute.MirroredStrategy(cpus)
+  if name == 'multi_worker':
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == 'tpu':
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or '')
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+  raise ValueError(f'Unknown strategy {name!r}; choose one of '
+                   f'{", ".join(STRATEGIES)}.')
+
+
+def is_chief(strategy):
+  """Whether this process writes checkpoints, summaries and reports."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not isinstance(
+      strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return True
+  task_type, task_id = resolver.task_type, resolver.task_id
+  return task_type is None or task_type == 'chief' or (
+      task_type == 'worker' and task_id == 0)

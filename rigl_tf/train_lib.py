@@ -1,0 +1,640 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The shared training and evaluation loop of every `train_eval.py`.
+
+One canonical trainer (big_vision style): a task script defines its models
+as gin configurables and calls `run(argv)`. Everything a run needs is bound
+with gin (`--gin_config`, `--gin_bindings`) on `train_eval` and
+`make_optimizer`; the flags say where and how to run:
+
+  --output_dir   checkpoints, TensorBoard summaries (train/, eval/),
+                 operative_config.gin, report.json
+  --mode         train | eval_once | train_and_eval
+  --strategy     default | mirrored | multi_worker | tpu
+
+A run resumes from the latest checkpoint in `--output_dir`. Bad input ends
+with one line on stderr (`error: ...`) and exit status 1.
+"""
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Callable, Optional, Sequence
+
+from absl import flags
+from absl import logging
+import gin
+import tensorflow as tf
+import tensorflow_datasets as tfds
+import tf_keras as keras
+
+from rigl_tf import data
+from rigl_tf import distributions
+from rigl_tf import layers as masked_layers
+from rigl_tf import masks
+from rigl_tf import optimizers as optimizers_lib
+from rigl_tf import strategies
+from rigl_tf import updaters
+
+MODES = ('train', 'eval_once', 'train_and_eval')
+
+
+class UserError(Exception):
+  """Bad input or an unusable run: reported as one line, exit status 1."""
+
+
+def define_flags():
+  """Defines the flags shared by every task's train_eval.py."""
+  flags.DEFINE_multi_string(
+      'gin_config', [], 'Gin config file; repeatable, later ones override.')
+  flags.DEFINE_multi_string(
+      'gin_bindings', [],
+      'Gin binding, e.g. "train_eval.sparsity = 0.95"; repeatable, applied '
+      'after the config files.')
+  flags.DEFINE_string(
+      'output_dir', None,
+      'Directory for checkpoints, summaries, operative_config.gin and '
+      'report.json. A run resumes from the latest checkpoint here.')
+  flags.DEFINE_string('mode', 'train_and_eval', f'One of {MODES}.')
+  flags.DEFINE_string('strategy', 'default',
+                      f'One of {strategies.STRATEGIES}.')
+  flags.DEFINE_string(
+      'eval_once_ckpt', None,
+      'For --mode=eval_once: a checkpoint prefix (.../ckpt-1000) or a '
+      'directory (its latest); default: the latest in --output_dir.')
+  flags.DEFINE_string('data_dir', None, 'tensorflow_datasets data_dir.')
+  flags.DEFINE_string('tpu', None, 'TPU name/address for --strategy=tpu.')
+
+
+def parse_gin(config_files: Sequence[str], bindings: Sequence[str]):
+  """Parses gin files and bindings; any problem becomes a `UserError`."""
+  for path in config_files:
+    if not tf.io.gfile.exists(path):
+      raise UserError(f'gin config file not found: {path}')
+  try:
+    gin.parse_config_files_and_bindings(
+        list(config_files), list(bindings), finalize_config=False)
+  except Exception as e:  # pylint: disable=broad-except
+    # gin raises ValueError/KeyError/ParseError with multi-line context.
+    message = ' '.join(str(e).split())
+    raise UserError(
+        f'bad gin configuration: {message} (check the names in '
+        '--gin_config/--gin_bindings against configs/ and the README)') from e
+
+
+# ---------------------------------------------------------------------------
+# Optimizer and learning-rate schedule.
+
+
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warm-up to `base`, then constant/cosine/piecewise decay."""
+
+  def __init__(self, base, kind, train_steps, warmup_steps=0, boundaries=(),
+               multipliers=(), alpha=0.0):
+    super().__init__()
+    self.base = float(base)
+    self.kind = kind
+    self.train_steps = int(train_steps)
+    self.warmup_steps = int(warmup_steps)
+    self.boundaries = [int(b) for b in boundaries]
+    self.multipliers = [float(m) for m in multipliers]
+    self.alpha = float(alpha)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    if self.kind == 'cosine':
+      span = max(self.train_steps - self.warmup_steps, 1)
+      progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+      cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+      lr = self.base * ((1.0 - self.alpha) * cosine + self.alpha)
+    elif self.kind == 'piecewise':
+      lr = tf.constant(self.base)
+      for boundary, multiplier in zip(self.boundaries, self.multipliers):
+        lr = tf.where(step >= boundary, self.base * multiplier, lr)
+    else:
+      lr = tf.constant(self.base)
+    if self.warmup_steps > 0:
+      lr = lr * tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
+    return lr
+
+  def get_config(self):
+    return dict(base=self.base, kind=self.kind, train_steps=self.train_steps,
+                warmup_steps=self.warmup_steps, boundaries=self.boundaries,
+                multipliers=self.multipliers, alpha=self.alpha)
+
+
+_OPTIMIZERS = {
+    'sgd': lambda lr, momentum, nesterov: keras.optimizers.SGD(
+        lr, momentum=momentum, nesterov=nesterov),
+    'adam': lambda lr, momentum, nesterov: keras.optimizers.Adam(lr),
+}
+_SCHEDULES = ('constant', 'cosine', 'piecewise')
+
+
+@gin.configurable
+def make_optimizer(train_steps,
+                   name='sgd',
+                   learning_rate=0.1,
+                   momentum=0.9,
+                   nesterov=False,
+                   schedule='constant',
+                   warmup_steps=0,
+                   boundaries=(),
+                   multipliers=(),
+                   end_learning_rate_factor=0.0):
+  """The wrapped (inner) optimizer and its learning-rate schedule.
+
+  Args:
+    train_steps: total training steps (for the cosine decay).
+    name: 'sgd' or 'adam'.
+    learning_rate: base learning rate.
+    momentum: SGD momentum.
+    nesterov: SGD Nesterov momentum.
+    schedule: 'constant', 'cosine' or 'piecewise'.
+    warmup_steps: linear warm-up steps.
+    boundaries: piecewise: steps where the multiplier changes.
+    multipliers: piecewise: learning-rate multipliers from each boundary on.
+    end_learning_rate_factor: cosine: final lr as a fraction of the base.
+
+  Returns:
+    (optimizer, schedule) where schedule(step) gives the learning rate.
+  """
+  if name not in _OPTIMIZERS:
+    raise UserError(f'Unknown optimizer {name!r}; choose one of '
+                    f'{", ".join(sorted(_OPTIMIZERS))}.')
+  if schedule not in _SCHEDULES:
+    raise UserError(f'Unknown learning-rate schedule {schedule!r}; choose '
+                    f'one of {", ".join(_SCHEDULES)}.')
+  if len(boundaries) != len(multipliers):
+    raise UserError('make_optimizer.boundaries and multipliers must have the '
+                    'same length.')
+  lr = WarmupSchedule(learning_rate, schedule, train_steps, warmup_steps,
+                      boundaries, multipliers, end_learning_rate_factor)
+  return _OPTIMIZERS[name](lr, momentum, nesterov), lr
+
+
+# ---------------------------------------------------------------------------
+# The run.
+
+
+@dataclasses.dataclass
+class _Run:
+  """Everything built for a run."""
+  strategy: tf.distribute.Strategy
+  info: data.DatasetInfo
+  model: keras.Model
+  optimizer: keras.optimizers.Optimizer
+  updater: updaters.MaskUpdater
+  lr_schedule: Callable
+  planned_sparsities: dict
+
+
+def _check_config(mode, method, sparsity, distribution, train_steps,
+                  batch_size, output_dir, strategy_name):
+  if mode not in MODES:
+    raise UserError(f'Unknown --mode={mode!r}; choose one of '
+                    f'{", ".join(MODES)}.')
+  if strategy_name not in strategies.STRATEGIES:
+    raise UserError(f'Unknown --strategy={strategy_name!r}; choose one of '
+                    f'{", ".join(strategies.STRATEGIES)}.')
+  try:
+    updaters.get_updater_class(method)
+    distributions.check_sparsity(sparsity, 'train_eval.sparsity')
+  except ValueError as e:
+    raise UserError(str(e)) from e
+  if distribution not in distributions.DISTRIBUTIONS:
+    raise UserError(
+        f'Unknown sparsity distribution {distribution!r}; choose one of '
+        f'{", ".join(distributions.DISTRIBUTIONS)}.')
+  if train_steps <= 0 or batch_size <= 0:
+    raise UserError('train_steps and batch_size must be positive.')
+  if not output_dir:
+    raise UserError('--output_dir is required.')
+
+
+def _build(strategy, info, model_fn, method, sparsity, distribution,
+           erk_power_scale, dense_layers, first_layer_dense,
+           custom_sparsity_map, mask_init, seed, train_steps):
+  """Builds model, masks and optimizer in the strategy's scope."""
+  with strategy.scope():
+    keras.utils.set_random_seed(seed)
+    model = model_fn(input_shape=info.input_shape,
+                     num_classes=info.num_classes)
+    updater = updaters.get_updater(method)
+    planned = {}
+    if updater.sparse:
+      model = masked_layers.sparsify(model)
+      if not model.built:
+        model.build((None,) + tuple(info.input_shape))
+      try:
+        planned = masks.get_layer_sparsities(
+            model, sparsity, distribution, erk_power_scale=erk_power_scale,
+            dense_layers=dense_layers, first_layer_dense=first_layer_dense,
+            custom_sparsity_map=custom_sparsity_map)
+        masks.init_masks(model, planned, seed=seed, method=mask_init)
+      except ValueError as e:
+        raise UserError(str(e)) from e
+    inner, lr_schedule = make_optimizer(train_steps)
+    optimizer = (optimizers_lib.SparseOptimizer(inner, model, updater)
+                 if updater.sparse else inner)
+  return model, optimizer, updater, lr_schedule, planned
+
+
+def _make_train_loop(strategy, model, optimizer, num_classes, global_batch,
+                     label_smoothing, metrics, jit_compile):
+  """A tf.function running `num_steps` distributed training steps."""
+  loss_obj = keras.losses.CategoricalCrossentropy(
+      from_logits=True, label_smoothing=label_smoothing,
+      reduction=keras.losses.Reduction.NONE)
+
+  def replica_step(images, labels):
+    with tf.GradientTape() as tape:
+      logits = model(images, training=True)
+      per_example = loss_obj(tf.one_hot(labels, num_classes), logits)
+      loss = tf.nn.compute_average_loss(per_example,
+                                        global_batch_size=global_batch)
+      if model.losses:
+        loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    metrics['loss'].update_state(per_example)
+    metrics['accuracy'].update_state(labels, logits)
+
+  if jit_compile:
+    replica_step = tf.function(replica_step, jit_compile=True)
+
+  @tf.function
+  def train_loop(iterator, num_steps):
+    for _ in tf.range(num_steps):
+      strategy.run(replica_step, args=next(iterator))
+
+  return train_loop
+
+
+def _make_evaluate(strategy, model, dataset):
+  """A function returning (accuracy, number of examples) on `dataset`."""
+  with strategy.scope():
+    accuracy = keras.metrics.SparseCategoricalAccuracy()
+
+  @tf.function
+  def eval_step(images, labels):
+
+    def fn(images, labels):
+      accuracy.update_state(labels, model(images, training=False))
+
+    strategy.run(fn, args=(images, labels))
+
+  def evaluate():
+    accuracy.reset_state()
+    for images, labels in strategy.experimental_distribute_dataset(dataset):
+      eval_step(images, labels)
+    return float(accuracy.result()), int(accuracy.count.numpy())
+
+  return evaluate
+
+
+def _format_duration(seconds):
+  return str(datetime.timedelta(seconds=int(max(seconds, 0))))
+
+
+def sparsity_report(model, planned=None):
+  """Per-layer and overall sparsity of a masked model.
+
+  Returns:
+    dict with 'layers': [{name, weights, nonzero, sparsity, planned}],
+    and 'overall': {weights, nonzero, sparsity}.
+  """
+  rows = []
+  total = nonzero = 0
+  for mw in masked_layers.get_masked_weights(model):
+    ones = int(tf.math.count_nonzero(mw.mask))
+    rows.append({
+        'name': mw.name,
+        'weights': mw.size,
+        'nonzero': ones,
+        'sparsity': 1.0 - ones / mw.size,
+        'planned': (planned or {}).get(mw.name),
+    })
+    total += mw.size
+    nonzero += ones
+  overall = {
+      'weights': total,
+      'nonzero': nonzero,
+      'sparsity': 1.0 - nonzero / total if total else 0.0,
+  }
+  return {'layers': rows, 'overall': overall}
+
+
+def format_sparsity_report(report):
+  """The sparsity report as an aligned text table."""
+  if not report['layers']:
+    return 'Sparsity: dense model (no masked layers).'
+  width = max(12, max(len(r['name']) for r in report['layers']) + 2)
+  lines = [f'{"layer":<{width}}{"weights":>12}{"nonzero":>12}'
+           f'{"sparsity":>10}']
+  for row in report['layers'] + [dict(name='overall', **report['overall'])]:
+    lines.append(f'{row["name"]:<{width}}{row["weights"]:>12,}'
+                 f'{row["nonzero"]:>12,}{row["sparsity"]:>10.2%}')
+  return '\n'.join(lines)
+
+
+def _resolve_checkpoint(eval_once_ckpt, output_dir):
+  """The checkpoint prefix for eval_once, or a `UserError`."""
+  path = eval_once_ckpt or output_dir
+  if path and tf.io.gfile.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if latest is None:
+      raise UserError(
+          f'no checkpoint in {path}: train there first, or pass '
+          '--eval_once_ckpt=<dir or .../ckpt-N prefix>.')
+    return latest
+  if path and tf.io.gfile.exists(path + '.index'):
+    return path
+  raise UserError(
+      f'checkpoint {path!r} not found: pass --eval_once_ckpt=<dir or '
+      '.../ckpt-N prefix> of an existing checkpoint, or the --output_dir of a '
+      'finished training run.')
+
+
+def _write_json(path, obj):
+  tmp = path + '.tmp'
+  with tf.io.gfile.GFile(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _print(*args):
+  print(*args, flush=True)
+
+
+@gin.configurable(denylist=['output_dir', 'mode', 'strategy_name',
+                            'eval_once_ckpt', 'data_dir', 'tpu'])
+def train_eval(output_dir: Optional[str],
+               mode: str = 'train_and_eval',
+               strategy_name: str = 'default',
+               eval_once_ckpt: Optional[str] = None,
+               data_dir: Optional[str] = None,
+               tpu: Optional[str] = None,
+               model_fn: Optional[Callable] = None,
+               dataset: str = 'digits',
+               train_steps: int = 1000,
+               batch_size: int = 32,
+               eval_batch_size: int = 500,
+               method: str = 'static',
+               sparsity: float = 0.0,
+               distribution: str = 'erk',
+               erk_power_scale: float = 1.0,
+               dense_layers: Sequence[str] = (),
+               first_layer_dense: bool = False,
+               custom_sparsity_map: Optional[dict] = None,
+               mask_init: str = 'random',
+               label_smoothing: float = 0.0,
+               seed: int = 0,
+               log_every: int = 100,
+               checkpoint_every: int = 1000,
+               eval_every: int = 0,
+               keep_checkpoints: int = 3,
+               jit_compile: bool = False,
+               preprocess_fn: Optional[Callable] = None,
+               eval_preprocess_fn: Optional[Callable] = None,
+               quiet: bool = False):
+  """Trains and/or evaluates a (sparse) model; the whole run of a script.
+
+  Args:
+    output_dir: where checkpoints, summaries and reports go.
+    mode: 'train', 'eval_once' or 'train_and_eval'.
+    strategy_name: see `strategies.get_strategy`.
+    eval_once_ckpt: checkpoint for eval_once (default: latest in output_dir).
+    data_dir: tfds data_dir.
+    tpu: TPU address for strategy 'tpu'.
+    model_fn: fn(input_shape=, num_classes=) -> tf_keras model (gin).
+    dataset: tfds dataset name.
+    train_steps: number of optimizer steps.
+    batch_size: global training batch size.
+    eval_batch_size: global evaluation batch size.
+    method: sparse training method (`updaters.methods()`).
+    sparsity: overall sparsity of the masked layers.
+    distribution: 'uniform', 'er' or 'erk'.
+    erk_power_scale: ERK exponent.
+    dense_layers: layer names kept dense.
+    first_layer_dense: keep the first masked layer dense.
+    custom_sparsity_map: layer name -> sparsity, outside the budget.
+    mask_init: 'random' or 'magnitude'.
+    label_smoothing: label smoothing of the cross-entropy.
+    seed: seed of weights, masks and data order.
+    log_every: steps between progress lines and summaries.
+    checkpoint_every: steps between checkpoints.
+    eval_every: steps between evaluations (0: only at the end).
+    keep_checkpoints: checkpoints kept.
+    jit_compile: XLA-compile the replica step ('default'/'tpu' strategies).
+    preprocess_fn: training (image, label) map; default scales to [0, 1].
+    eval_preprocess_fn: evaluation map; default `preprocess_fn`'s default.
+    quiet: print only the final report.
+
+  Returns:
+    The report dict (also written to output_dir/report.json by training).
+
+  Raises:
+    UserError: on bad input, a missing checkpoint or dataset, a NaN loss.
+  """
+  _check_config(mode, method, sparsity, distribution, train_steps, batch_size,
+                output_dir if mode != 'eval_once' or not eval_once_ckpt
+                else eval_once_ckpt, strategy_name)
+  if model_fn is None:
+    raise UserError('no model: bind train_eval.model_fn (e.g. '
+                    '"train_eval.model_fn = @lenet_300_100") in a gin config.')
+  if mode == 'eval_once':
+    ckpt_path = _resolve_checkpoint(eval_once_ckpt, output_dir)
+  try:
+    info = data.get_info(dataset, data_dir)
+  except data.DatasetUnavailableError as e:
+    raise UserError(str(e)) from e
+  try:
+    strategy = strategies.get_strategy(strategy_name, tpu)
+  except ValueError as e:
+    raise UserError(str(e)) from e
+  model, optimizer, updater, lr_schedule, planned = _build(
+      strategy, info, model_fn, method, sparsity, distribution,
+      erk_power_scale, dense_layers, first_layer_dense, custom_sparsity_map,
+      mask_init, seed, train_steps)
+  eval_ds = data.get_dataset(dataset, 'eval', eval_batch_size, training=False,
+                             data_dir=data_dir,
+                             preprocess_fn=eval_preprocess_fn)
+  evaluate = _make_evaluate(strategy, model, eval_ds)
+  say = (lambda *a: None) if quiet else _print
+
+  if mode == 'eval_once':
+    tf.train.Checkpoint(model=model).restore(ckpt_path).expect_partial()
+    accuracy, count = evaluate()
+    report = {'checkpoint': ckpt_path, 'accuracy': accuracy,
+              'eval_examples': count,
+              'sparsity': sparsity_report(model, planned)}
+    bad = masked_layers.check_invariant(model)
+    _print(f'eval_once {ckpt_path}: test accuracy {accuracy:.4%} '
+           f'({count} examples)')
+    _print(format_sparsity_report(report['sparsity']))
+    if bad:
+      raise UserError(f'checkpoint violates the mask invariant (non-zero '
+                      f'masked weights) in layers {bad}.')
+    _print('invariant: every masked weight is exactly zero.')
+    return report
+
+  chief = strategies.is_chief(strategy)
+  created_output_dir = not tf.io.gfile.exists(output_dir)
+  tf.io.gfile.makedirs(output_dir)
+  ckpt_dir = output_dir
+  if not chief:  # Non-chief workers save (collectively) to a scratch dir.
+    ckpt_dir = os.path.join(output_dir, '.worker_tmp',
+                            str(strategy.cluster_resolver.task_id))
+
+  train_ds = data.get_dataset(dataset, 'train', batch_size, training=True,
+                              data_dir=data_dir, preprocess_fn=preprocess_fn,
+                              seed=seed)
+  train_iterator = iter(strategy.experimental_distribute_dataset(train_ds))
+  with strategy.scope():
+    metrics = {'loss': keras.metrics.Mean(),
+               'accuracy': keras.metrics.SparseCategoricalAccuracy()}
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                   train_iterator=train_iterator)
+  manager = tf.train.CheckpointManager(
+      checkpoint, ckpt_dir, max_to_keep=keep_checkpoints,
+      step_counter=optimizer.iterations)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint)
+    say(f'Resumed from {manager.latest_checkpoint} at step '
+        f'{int(optimizer.iterations.numpy())}.')
+  train_loop = _make_train_loop(strategy, model, optimizer, info.num_classes,
+                                batch_size, label_smoothing, metrics,
+                                jit_compile)
+  writer = (tf.summary.create_file_writer(os.path.join(output_dir, 'train'))
+            if chief else tf.summary.create_noop_writer())
+  eval_writer = (tf.summary.create_file_writer(os.path.join(output_dir, 'eval'))
+                 if chief else tf.summary.create_noop_writer())
+  if chief:
+    with tf.io.gfile.GFile(os.path.join(output_dir, 'operative_config.gin'),
+                           'w') as f:
+      f.write(gin.operative_config_str())
+
+  step = int(optimizer.iterations.numpy())
+  interval_step, interval_time = step, time.time()
+  say(f'Training {model.name} on {dataset} ({info.num_train_examples} '
+      f'examples): method={method} sparsity={sparsity} '
+      f'distribution={distribution} steps={train_steps} batch={batch_size} '
+      f'replicas={strategy.num_replicas_in_sync}')
+  last_loss = float('nan')
+  while step < train_steps:
+    events = [train_steps, (step // log_every + 1) * log_every,
+              (step // checkpoint_every + 1) * checkpoint_every]
+    if eval_every:
+      events.append((step // eval_every + 1) * eval_every)
+    chunk = min(events) - step
+    train_loop(train_iterator, tf.constant(chunk))
+    step = int(optimizer.iterations.numpy())
+    last_loss = float(metrics['loss'].result())
+    if not math.isfinite(last_loss):
+      latest = manager.latest_checkpoint
+      if latest is None and created_output_dir and chief:
+        # Nothing good was produced: leave no output behind.
+        shutil.rmtree(output_dir, ignore_errors=True)
+      raise UserError(
+          f'loss is {last_loss} at step {step}: training diverged. Lower the '
+          'learning rate (make_optimizer.learning_rate) or check the data; '
+          + (f'the last good checkpoint is {latest}.' if latest else
+             'no checkpoint was written.'))
+    if step % log_every == 0 or step == train_steps:
+      now = time.time()
+      rate = (step - interval_step) / max(now - interval_time, 1e-9)
+      interval_step, interval_time = step, now
+      eta = (train_steps - step) / max(rate, 1e-9)
+      accuracy = float(metrics['accuracy'].result())
+      lr = float(lr_schedule(step))
+      say(f'step {step}/{train_steps}  loss {last_loss:.4f}  '
+          f'acc {accuracy:.4f}  lr {lr:.4g}  {rate:.1f} steps/s  '
+          f'ETA {_format_duration(eta)}')
+      with writer.as_default(step=step):
+        tf.summary.scalar('loss', last_loss)
+        tf.summary.scalar('accuracy', accuracy)
+        tf.summary.scalar('learning_rate', lr)
+        if updater.sparse:
+          report = sparsity_report(model)
+          for row in report['layers']:
+            tf.summary.scalar(f'density/{row["name"]}', 1 - row['sparsity'])
+          tf.summary.scalar('density/overall',
+                            1 - report['overall']['sparsity'])
+          for name, value in updater.summaries().items():
+            tf.summary.scalar(name, value)
+      metrics['loss'].reset_state()
+      metrics['accuracy'].reset_state()
+    if step % checkpoint_every == 0 or step == train_steps:
+      manager.save(checkpoint_number=step)
+    if mode == 'train_and_eval' and eval_every and step % eval_every == 0:
+      accuracy, _ = evaluate()
+      say(f'step {step}: test accuracy {accuracy:.4%}')
+      with eval_writer.as_default(step=step):
+        tf.summary.scalar('accuracy', accuracy)
+
+  bad = masked_layers.check_invariant(model) if updater.sparse else []
+  if bad:
+    raise UserError(f'mask invariant violated after training in {bad}.')
+  report = {'step': step, 'method': method, 'dataset': dataset,
+            'loss': last_loss,
+            'sparsity': sparsity_report(model, planned)}
+  if mode == 'train_and_eval':
+    accuracy, count = evaluate()
+    report.update(accuracy=accuracy, eval_examples=count)
+    with eval_writer.as_default(step=step):
+      tf.summary.scalar('accuracy', accuracy)
+    _print(f'Final test accuracy: {accuracy:.4%} ({count} examples) at step '
+           f'{step}')
+  _print(format_sparsity_report(report['sparsity']))
+  for writer_ in (writer, eval_writer):
+    writer_.flush()
+  if chief:
+    with tf.io.gfile.GFile(os.path.join(output_dir, 'operative_config.gin'),
+                           'w') as f:
+      f.write(gin.operative_config_str())
+    _write_json(os.path.join(output_dir, 'report.json'), report)
+  else:
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+  return report
+
+
+def run(argv):
+  """Entry point of a task's train_eval.py (after `define_flags()`)."""
+  if len(argv) > 1:
+    sys.exit(f'error: unexpected arguments {argv[1:]}; use --flags.')
+  flag_values = flags.FLAGS
+  # Library INFO logs and tfds progress bars would drown the progress lines.
+  if not flag_values['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  tfds.disable_progress_bar()
+  try:
+    parse_gin(flag_values.gin_config, flag_values.gin_bindings)
+    train_eval(
+        output_dir=flag_values.output_dir,
+        mode=flag_values.mode,
+        strategy_name=flag_values.strategy,
+        eval_once_ckpt=flag_values.eval_once_ckpt,
+        data_dir=flag_values.data_dir,
+        tpu=flag_values.tpu)
+  except UserError as e:
+    # gin appends "In call to configurable ..." lines; keep the message only.
+    message = str(e).split('\n  In call to configurable')[0].strip()
+    sys.exit(f'error: {message}')
+
