@@ -1,0 +1,435 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests for rigl_tf.flops: hand-computed MicroNet counts, training FLOPs, CLI.
+
+The small test model is
+
+  Input 9x9x3 -> conv: Conv2D(4, 3x3, stride 2, 'valid')
+              -> dw: DepthwiseConv2D(3x3, 'same') -> Flatten -> fc: Dense(5)
+
+Keras gives conv a 4x4 output; MicroNet's rule counts it at
+ceil((9 - 3 + 1 + 2) / 2) = 5, i.e. P = 25 positions. dw sees the real 4x4x4
+input (P = 16). By hand, with nnz non-zero weights, P positions and c output
+channels: mults = nnz * P + P * c (ReLU), adds = nnz * P - P * c (dot
+products) + P * c (bias), bits = 32 nnz + n [if sparse] + 32 c.
+"""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+
+from absl import flags
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from rigl_tf import flops
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _small_model(name='small'):
+  inputs = keras.Input((9, 9, 3))
+  x = keras.layers.Conv2D(4, 3, strides=2, padding='valid', name='conv')(inputs)
+  x = keras.layers.DepthwiseConv2D(3, padding='same', name='dw')(x)
+  x = keras.layers.Flatten(name='flat')(x)
+  outputs = keras.layers.Dense(5, name='fc')(x)
+  return keras.Model(inputs, outputs, name=name)
+
+
+def _by_name(costs):
+  return {c.name: c for c in costs}
+
+
+# name -> (mults, adds, flops, bits), computed by hand (module docstring).
+_DENSE = {
+    # n = 108, P = 25, c = 4: 108 * 25 + 100; 108 * 25; 32 * 108 + 32 * 4.
+    'conv': (2800, 2700, 5500, 3584),
+    # n = 36, P = 16, c = 4: 36 * 16 + 64; 36 * 16; 32 * 36 + 32 * 4.
+    'dw': (640, 576, 1216, 1280),
+    # n = 320, P = 1, c = 5: 320 + 5; 320; 32 * 320 + 32 * 5.
+    'fc': (325, 320, 645, 10400),
+}
+_SPARSE_DENSITIES = {'conv': 0.5, 'dw': 0.25, 'fc': 0.1}
+_SPARSE = {
+    # nnz = 54: 54 * 25 + 100; 54 * 25; 32 * 54 + 108 (mask) + 128.
+    'conv': (1450, 1350, 2800, 1964),
+    # nnz = 9: 9 * 16 + 64; 9 * 16; 32 * 9 + 36 + 128.
+    'dw': (208, 144, 352, 452),
+    # nnz = 32: 32 + 5; 32; 32 * 32 + 320 + 160.
+    'fc': (37, 32, 69, 1504),
+}
+
+
+class LayerCostsTest(tf.test.TestCase, parameterized.TestCase):
+
+  def _assert_counts(self, costs, expected):
+    by_name = _by_name(costs)
+    for name, (mults, adds, total, bits) in expected.items():
+      c = by_name[name]
+      self.assertEqual((c.mults, c.adds, c.flops, c.bits),
+                       (mults, adds, total, bits), name)
+
+  @parameterized.named_parameters(('dense', None, _DENSE),
+                                  ('sparse', _SPARSE_DENSITIES, _SPARSE))
+  def test_hand_computed_counts(self, densities, expected):
+    costs = flops.layer_costs(_small_model(), densities)
+    self._assert_counts(costs, expected)
+    self.assertEqual([c.name for c in costs], ['conv', 'dw', 'flat', 'fc'])
+    self.assertEqual([c.counted for c in costs], [True, True, False, True])
+    self.assertEqual(_by_name(costs)['conv'].output_shape, (5, 5, 4))
+    self.assertEqual(_by_name(costs)['flat'].kind, 'Flatten')
+
+  def test_summary(self):
+    costs = flops.layer_costs(_small_model(), _SPARSE_DENSITIES)
+    total = flops.summarize(costs)
+    self.assertEqual(total.flops, 2800 + 352 + 69)
+    self.assertEqual(total.bits, 1964 + 452 + 1504)
+    self.assertEqual(total.bytes, (1964 + 452 + 1504) / 8)
+    self.assertAlmostEqual(total.size_mb, (1964 + 452 + 1504) / 8e6)
+    self.assertEqual(total.n_weights, 108 + 36 + 320)
+    self.assertAlmostEqual(total.density, (54 + 9 + 32) / (108 + 36 + 320))
+    dense = flops.summarize(flops.dense_costs(costs))
+    self.assertEqual(dense.flops, 5500 + 1216 + 645)
+    self.assertEqual(dense.sparsity, 0.0)
+
+  def test_layer_padding_rule_uses_keras_output_size(self):
+    costs = _by_name(
+        flops.layer_costs(_small_model(), padding_rule='layer'))
+    # Keras' 'valid' output is 4x4: P = 16.
+    self.assertEqual(costs['conv'].output_shape, (4, 4, 4))
+    self.assertEqual(costs['conv'].flops, 108 * 16 + 64 + 108 * 16)
+
+  def test_depthwise_as_conv(self):
+    # RigL's MobileNet convention: one bias and one ReLU per position.
+    dw = _by_name(flops.layer_costs(_small_model(),
+                                    depthwise_as_conv=True))['dw']
+    self.assertEqual((dw.mults, dw.adds, dw.bits),
+                     (36 * 16 + 16, 36 * 16, 32 * 36 + 32))
+
+  def test_with_densities_matches_layer_costs(self):
+    dense = flops.layer_costs(_small_model())
+    self.assertEqual(
+        flops.with_densities(dense, _SPARSE_DENSITIES),
+        flops.layer_costs(_small_model(), _SPARSE_DENSITIES))
+    self.assertEqual(
+        flops.kernel_shapes(dense), {
+            'conv': (3, 3, 3, 4),
+            'dw': (3, 3, 4, 1),
+            'fc': (64, 5)
+        })
+
+  def test_nested_model_is_walked(self):
+    inner = _small_model('inner')
+    inputs = keras.Input((9, 9, 3))
+    outputs = keras.layers.Dense(2, name='head')(inner(inputs))
+    outer = keras.Model(inputs, outputs)
+    costs = _by_name(flops.layer_costs(outer, _SPARSE_DENSITIES))
+    self._assert_counts(costs.values(), _SPARSE)
+    # head: n = 10, P = 1, c = 2.
+    self.assertEqual(costs['head'].flops, 10 + 2 + 10)
+
+  def test_sequential_and_dense_on_sequences(self):
+    model = keras.Sequential([
+        keras.Input((7, 3)),
+        keras.layers.Dense(4, name='per_step'),
+    ])
+    cost = flops.layer_costs(model)[0]
+    # A Dense on a (7, 3) input is applied at 7 positions.
+    self.assertEqual((cost.positions, cost.mults, cost.adds),
+                     (7, 12 * 7 + 28, 12 * 7))
+
+  def test_bad_arguments(self):
+    model = _small_model()
+    with self.assertRaisesRegex(ValueError, 'not counted'):
+      flops.layer_costs(model, {'flat': 0.5})
+    with self.assertRaisesRegex(ValueError, r'\[0, 1\]'):
+      flops.layer_costs(model, {'conv': 1.5})
+    with self.assertRaisesRegex(ValueError, 'padding_rule'):
+      flops.layer_costs(model, padding_rule='valid')
+
+  def test_unknown_spatial_size_raises(self):
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, name='c')(inputs))
+    with self.assertRaisesRegex(ValueError, 'static input shape'):
+      flops.layer_costs(model)
+
+  def test_table_text(self):
+    text = flops.flops_table_text(
+        flops.layer_costs(_small_model(), _SPARSE_DENSITIES),
+        include_uncounted=True)
+    lines = text.splitlines()
+    self.assertLen(lines, 2 + 4 + 1)
+    self.assertIn('| conv | Conv2D | 9x9x3 | 3x3x3x4 | 5x5x4 | 0.5000 | 2800 |',
+                  text)
+    self.assertIn('| flat | Flatten |', text)
+    self.assertIn('not counted', text)
+    self.assertTrue(lines[-1].startswith('| **total** |'))
+
+
+class _FakeMaskedLayer(keras.layers.Wrapper):
+  """The masked-layer contract, independently of rigl_tf.layers."""
+
+  def __init__(self, layer, **kwargs):
+    super().__init__(layer, name=layer.name, **kwargs)
+
+  def build(self, input_shape):
+    self.layer.build(input_shape)
+    self.mask = self.add_weight(
+        'mask', shape=self.layer.kernel.shape, initializer='ones',
+        trainable=False)
+    super().build(input_shape)
+
+  @property
+  def prunable_weights(self):
+    return [self.layer.kernel]
+
+  @property
+  def masks(self):
+    return [self.mask]
+
+  def call(self, inputs):
+    return self.layer(inputs)
+
+
+class MaskedLayerTest(tf.test.TestCase):
+
+  def _set_conv_mask(self, wrapper, n_ones):
+    mask = np.zeros(wrapper.masks[0].shape, np.float32)
+    mask.reshape(-1)[:n_ones] = 1.0
+    wrapper.masks[0].assign(mask)
+
+  def test_duck_typed_wrapper(self):
+    inputs = keras.Input((9, 9, 3))
+    x = _FakeMaskedLayer(
+        keras.layers.Conv2D(4, 3, strides=2, padding='valid', name='conv'))(
+            inputs)
+    model = keras.Model(inputs, x)
+    self._set_conv_mask(model.layers[1], 54)
+    cost = flops.layer_costs(model)[0]
+    self.assertEqual((cost.name, cost.kind, cost.density), ('conv', 'Conv2D',
+                                                             0.5))
+    self.assertEqual((cost.mults, cost.adds, cost.flops, cost.bits),
+                     _SPARSE['conv'])
+
+  def test_rigl_tf_masked_layers(self):
+    from rigl_tf import layers  # pylint: disable=g-import-not-at-top
+    model = layers.sparsify(_small_model())
+    wrappers = {w.name: w for w in model.layers if hasattr(w, 'masks')}
+    self.assertCountEqual(wrappers, ['conv', 'dw', 'fc'])
+    for name, density in _SPARSE_DENSITIES.items():
+      n = int(np.prod(wrappers[name].masks[0].shape))
+      self._set_conv_mask(wrappers[name], round(n * density))
+    costs = flops.layer_costs(model)
+    self.assertEqual([c.density for c in costs if c.counted], [0.5, 0.25, 0.1])
+    self.assertEqual(
+        costs, flops.layer_costs(_small_model(), _SPARSE_DENSITIES))
+    # Explicit densities take precedence over the masks.
+    self.assertEqual(
+        _by_name(flops.layer_costs(model, {'conv': 1.0}))['conv'].flops,
+        _DENSE['conv'][2])
+
+  def test_mirrored_masks(self):
+    from rigl_tf import layers  # pylint: disable=g-import-not-at-top
+    # conftest.py splits the CPU into two logical devices.
+    devices = [d.name for d in tf.config.list_logical_devices('CPU')]
+    with tf.distribute.MirroredStrategy(devices).scope():
+      model = layers.sparsify(_small_model())
+    conv = model.get_layer('conv')
+    self._set_conv_mask(conv, 54)
+    self.assertEqual(_by_name(flops.layer_costs(model))['conv'].flops,
+                     _SPARSE['conv'][2])
+
+
+class TrainingFlopsTest(tf.test.TestCase, parameterized.TestCase):
+  F_DENSE = 100.0
+  F_SPARSE = 20.0
+
+  @parameterized.parameters('static', 'set', 'snip')
+  def test_fixed_mask_equals_inference_ratio(self, method):
+    self.assertAlmostEqual(
+        flops.training_flops_ratio(method, self.F_DENSE, self.F_SPARSE), 0.2)
+
+  def test_dense_is_one(self):
+    self.assertEqual(flops.training_flops_ratio('dense', self.F_DENSE), 1.0)
+
+  def test_snfs(self):
+    # (2 * 20 + 100) / 300.
+    self.assertAlmostEqual(
+        flops.training_flops_ratio('snfs', self.F_DENSE, self.F_SPARSE),
+        140 / 300)
+
+  def test_rigl(self):
+    # (3 * 20 * 100 + 2 * 20 + 100) / 101 / 300.
+    ratio = flops.training_flops_ratio(
+        'rigl', self.F_DENSE, self.F_SPARSE, update_frequency=100)
+    self.assertAlmostEqual(ratio, 6140 / 30300)
+    self.assertAlmostEqual(
+        flops.training_flops_ratio(
+            'rigl', self.F_DENSE, self.F_SPARSE, update_frequency=100,
+            length_multiplier=5), 5 * 6140 / 30300)
+
+  def test_gem_miner(self):
+    # (3 * 100 * 10 + 3 * 20 * 30) / (3 * 100 * 40).
+    self.assertAlmostEqual(
+        flops.training_flops_ratio(
+            'gem_miner', self.F_DENSE, self.F_SPARSE, search_steps=10,
+            finetune_steps=30), 4800 / 12000)
+
+  def test_gradual_density_schedule_closed_form(self):
+    schedule = flops.gradual_density_schedule(
+        10, initial_density=1.0, final_density=0.2, begin_step=2, end_step=8,
+        update_frequency=2)
+    mid1 = 0.2 + 0.8 * (2 / 3)**3
+    mid2 = 0.2 + 0.8 * (1 / 3)**3
+    self.assertAllClose(
+        schedule, [1.0, 1.0, 1.0, 1.0, mid1, mid1, mid2, mid2, 0.2, 0.2])
+
+  def test_gmp_lies_between_sparse_and_dense(self):
+    # f(d) linear in d from f_D(d=1) down to f_S (d = 0.2).
+    def flops_at_density(d):
+      return self.F_SPARSE + (self.F_DENSE - self.F_SPARSE) * (d - 0.2) / 0.8
+
+    step_flops = flops.gradual_schedule_flops(
+        flops_at_density, 100, initial_density=1.0, final_density=0.2,
+        begin_step=20, end_step=80, update_frequency=10)
+    ratio = flops.training_flops_ratio(
+        'gmp', self.F_DENSE, self.F_SPARSE, density_schedule_flops=step_flops)
+    self.assertGreater(ratio, self.F_SPARSE / self.F_DENSE)
+    self.assertLess(ratio, 1.0)
+    self.assertAlmostEqual(ratio, np.mean(step_flops) / self.F_DENSE)
+    # A callable schedule gives the same.
+    self.assertAlmostEqual(
+        flops.training_flops_ratio(
+            'gmp', self.F_DENSE, density_schedule_flops=step_flops.__getitem__,
+            num_steps=100), ratio)
+
+  def test_granet_adds_dense_gradient_on_regrowth_steps(self):
+    step_flops = np.full(10, self.F_SPARSE)
+    ratio = flops.training_flops_ratio(
+        'granet', self.F_DENSE, density_schedule_flops=step_flops,
+        update_frequency=5)
+    # Step 5 costs 2 * 20 + 100 instead of 3 * 20.
+    self.assertAlmostEqual(ratio, (9 * 60 + 140) / 10 / 300)
+    self.assertAlmostEqual(
+        flops.training_flops_ratio(
+            'granet', self.F_DENSE, density_schedule_flops=step_flops,
+            regrowth_steps=[3, 6, 9]), (7 * 60 + 3 * 140) / 10 / 300)
+
+  def test_every_method_is_registered(self):
+    self.assertCountEqual(flops.METHODS, [
+        'dense', 'static', 'set', 'snfs', 'rigl', 'snip', 'gmp', 'granet',
+        'gem_miner'
+    ])
+
+  def test_errors(self):
+    with self.assertRaisesRegex(ValueError, 'Unknown method'):
+      flops.training_flops_ratio('nope', 1.0, 1.0)
+    with self.assertRaisesRegex(ValueError, 'update_frequency'):
+      flops.training_flops_ratio('rigl', 1.0, 0.5)
+    with self.assertRaisesRegex(ValueError, 'step_flops'):
+      flops.training_flops_ratio('gmp', 1.0, 0.5)
+    with self.assertRaisesRegex(ValueError, 'search_steps'):
+      flops.training_flops_ratio('gem_miner', 1.0, 0.5)
+
+
+class ReportTest(tf.test.TestCase):
+
+  def test_report_dict(self):
+    costs = flops.layer_costs(_small_model(), _SPARSE_DENSITIES)
+    report = flops.report_dict(costs, method='rigl', update_frequency=10)
+    self.assertEqual(report['inference_flops'], 3221)
+    self.assertEqual(report['dense_inference_flops'], 7361)
+    self.assertAlmostEqual(report['inference_flops_ratio'], 3221 / 7361)
+    self.assertAlmostEqual(report['training_flops_ratio'],
+                           (3 * 3221 * 10 + 2 * 3221 + 7361) / 11 / 22083)
+    self.assertAlmostEqual(report['size_mb'], 3920 / 8e6)
+    self.assertAlmostEqual(report['sparsity'], 1 - 95 / 464)
+    self.assertLen(report['layers'], 3)
+    json.dumps(report)  # JSON-serialisable.
+
+
+_JSON_KEYS = set(flops.REPORT_KEYS) | {
+    'method', 'layers', 'model', 'distribution', 'target_sparsity'
+}
+
+
+class CommandLineTest(tf.test.TestCase):
+
+  def _run(self, *args):
+    flag_values = flags.FlagValues()
+    flops.define_flags(flag_values)
+    flops.parse_flags_or_exit(['flops', *args], flag_values)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+      report = flops.run(flag_values)
+    return report, stdout.getvalue()
+
+  def test_json_output(self):
+    report, out = self._run('--model=lenet_300_100', '--sparsity=0.9',
+                            '--distribution=uniform', '--method=rigl',
+                            '--update_frequency=100', '--json')
+    parsed = json.loads(out)
+    self.assertEqual(set(parsed), _JSON_KEYS)
+    self.assertEqual(parsed['inference_flops'], report['inference_flops'])
+    # LeNet-300-100: 784*300 + 300*100 + 100*10 kernel weights.
+    n = 784 * 300 + 300 * 100 + 100 * 10
+    self.assertAlmostEqual(parsed['sparsity'], 0.9)
+    self.assertAlmostEqual(parsed['size_mb'],
+                           (32 * 0.1 * n + n + 32 * 410) / 8e6)
+    # n multiplies and adds per dense weight, one ReLU per output unit.
+    self.assertEqual(parsed['dense_inference_flops'], 2 * n + 410)
+
+  def test_text_output_and_gmp(self):
+    report, out = self._run('--model=lenet_300_100', '--sparsity=0.8',
+                            '--method=gmp', '--num_steps=100',
+                            '--prune_begin_step=10', '--prune_end_step=60',
+                            '--update_frequency=10')
+    self.assertIn('| **total** |', out)
+    self.assertIn('training FLOPs, gmp', out)
+    self.assertGreater(report['training_flops_ratio'],
+                       report['inference_flops_ratio'])
+    self.assertLess(report['training_flops_ratio'], 1.0)
+
+  def test_bad_values_exit_2(self):
+    for args in (['--sparsity=1.0'], ['--method=nope'],
+                 ['--distribution=nope']):
+      with self.assertRaises(SystemExit) as e:
+        self._run('--model=lenet_300_100', *args)
+      self.assertEqual(e.exception.code, 2, args)
+    with self.assertRaises(SystemExit) as e:
+      self._run('--model=lenet_300_100', '--dense_layers=nope')
+    self.assertEqual(e.exception.code, 2)
+
+  def test_unknown_model_exits_2_from_shell(self):
+    result = subprocess.run(
+        [sys.executable, '-m', 'rigl_tf.flops', '--model=nope', '--json'],
+        cwd=_REPO_ROOT,
+        env={**os.environ, 'PYTHONPATH': _REPO_ROOT},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False)
+    self.assertEqual(result.returncode, 2, result.stderr)
+    self.assertEqual(result.stdout, '')
+    self.assertRegex(result.stderr.strip().splitlines()[-1],
+                     r'^rigl_tf\.flops: error: .*model.*nope')
+
+
+if __name__ == '__main__':
+  tf.test.main()
