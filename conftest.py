@@ -24,8 +24,26 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # TFMOT needs Keras 2; set before anything imports TensorFlow's Keras.
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
+from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+# absl's TestCase (create_tempdir, ...) reads flags; pytest never parses them.
+if not flags.FLAGS.is_parsed():
+  flags.FLAGS.mark_as_parsed()
 
 _cpus = tf.config.list_physical_devices('CPU')
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+def pytest_collection_modifyitems(config, items):
+  """Drops tf.test.TestCase.test_session, a helper pytest takes for a test.
+
+  TensorFlow marks it "Not a test" by skipping it; deselecting keeps the
+  skipped count about our own tests only.
+  """
+  kept = [item for item in items if item.name != 'test_session']
+  deselected = [item for item in items if item.name == 'test_session']
+  if deselected:
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = kept

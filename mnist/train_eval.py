@@ -29,6 +29,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
+from rigl_tf import quiet  # noqa: E402  (imports no TensorFlow)
+
+with quiet.native_stderr_silenced():
+  import tensorflow  # noqa: F401
+
 from absl import app  # noqa: E402
 
 from mnist import models  # noqa: E402,F401  (registers the gin models)

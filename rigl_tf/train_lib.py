@@ -49,6 +49,7 @@ from rigl_tf import distributions
 from rigl_tf import layers as masked_layers
 from rigl_tf import masks
 from rigl_tf import optimizers as optimizers_lib
+from rigl_tf import quiet as quiet_lib
 from rigl_tf import strategies
 from rigl_tf import updaters
 
@@ -279,12 +280,37 @@ def _make_train_loop(strategy, model, optimizer, num_classes, global_batch,
   if jit_compile:
     replica_step = tf.function(replica_step, jit_compile=True)
 
+  num_replicas = strategy.num_replicas_in_sync
+  per_replica = global_batch // num_replicas
+
+  def split(batch):
+    # Replica r takes rows [r * per_replica, (r + 1) * per_replica) of the
+    # global batch: the same global batches whatever the number of replicas.
+    def take(context):
+      start = context.replica_id_in_sync_group * per_replica
+      return tf.nest.map_structure(lambda t: t[start:start + per_replica],
+                                   batch)
+
+    return strategy.experimental_distribute_values_from_function(take)
+
   @tf.function
   def train_loop(iterator, num_steps):
     for _ in tf.range(num_steps):
-      strategy.run(replica_step, args=next(iterator))
+      batch = next(iterator)
+      if not _uses_distributed_dataset(strategy):
+        batch = split(batch)
+      strategy.run(replica_step, args=batch)
 
   return train_loop
+
+
+def _uses_distributed_dataset(strategy):
+  """TPUs need `experimental_distribute_dataset`; others split on the host.
+
+  A host iterator over global batches is checkpointable (exact resume), and
+  `MirroredStrategy`'s distributed iterators are not.
+  """
+  return isinstance(strategy, tf.distribute.TPUStrategy)
 
 
 def _make_evaluate(strategy, model, dataset):
@@ -462,12 +488,20 @@ def train_eval(output_dir: Optional[str],
   if mode == 'eval_once':
     ckpt_path = _resolve_checkpoint(eval_once_ckpt, output_dir)
   try:
+    # First: multi-worker collectives must be set up before any op runs.
+    # Device start-up prints native CUDA/oneDNN notices: keep them quiet.
+    with quiet_lib.native_stderr_silenced():
+      strategy = strategies.get_strategy(strategy_name, tpu)
+      tf.config.list_logical_devices()
+  except ValueError as e:
+    raise UserError(str(e)) from e
+  if batch_size % strategy.num_replicas_in_sync:
+    raise UserError(
+        f'train_eval.batch_size={batch_size} is the global batch and must be '
+        f'divisible by the {strategy.num_replicas_in_sync} replicas.')
+  try:
     info = data.get_info(dataset, data_dir)
   except data.DatasetUnavailableError as e:
-    raise UserError(str(e)) from e
-  try:
-    strategy = strategies.get_strategy(strategy_name, tpu)
-  except ValueError as e:
     raise UserError(str(e)) from e
   model, optimizer, updater, lr_schedule, planned = _build(
       strategy, info, model_fn, method, sparsity, distribution,
@@ -506,12 +540,17 @@ def train_eval(output_dir: Optional[str],
   train_ds = data.get_dataset(dataset, 'train', batch_size, training=True,
                               data_dir=data_dir, preprocess_fn=preprocess_fn,
                               seed=seed)
-  train_iterator = iter(strategy.experimental_distribute_dataset(train_ds))
   with strategy.scope():
     metrics = {'loss': keras.metrics.Mean(),
                'accuracy': keras.metrics.SparseCategoricalAccuracy()}
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                   train_iterator=train_iterator)
+  trackables = dict(model=model, optimizer=optimizer)
+  if _uses_distributed_dataset(strategy):
+    # Not checkpointable: a resumed TPU run starts the data order afresh.
+    train_iterator = iter(strategy.experimental_distribute_dataset(train_ds))
+  else:
+    train_iterator = iter(train_ds)
+    trackables['train_iterator'] = train_iterator
+  checkpoint = tf.train.Checkpoint(**trackables)
   manager = tf.train.CheckpointManager(
       checkpoint, ckpt_dir, max_to_keep=keep_checkpoints,
       step_counter=optimizer.iterations)

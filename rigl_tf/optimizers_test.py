@@ -1,0 +1,150 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests for SparseOptimizer: the invariant, slots, model.fit, replicas."""
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from rigl_tf import layers
+from rigl_tf import optimizers
+from rigl_tf import test_util
+
+OPTIMIZERS = {
+    'sgd_momentum': lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+    'adam': lambda: keras.optimizers.Adam(1e-3),
+}
+
+
+def _nonzero_counts(model):
+  return {mw.name: int(tf.math.count_nonzero(mw.mask))
+          for mw in layers.get_masked_weights(model)}
+
+
+class SparseOptimizerTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.parameters('sgd_momentum', 'adam')
+  def test_invariant_after_every_step_for_200_steps(self, name):
+    strategy = tf.distribute.get_strategy()
+    model, optimizer = test_util.build_sparse(
+        strategy, test_util.small_mlp, 0.9, OPTIMIZERS[name])
+    counts = _nonzero_counts(model)
+    initial = [mw.weight.numpy() for mw in optimizer.masked_weights]
+    violations = []
+
+    def check(step):
+      violations.extend((step, n) for n in layers.check_invariant(model))
+
+    test_util.train(strategy, model, optimizer,
+                    test_util.random_data(200, batch_size=16),
+                    after_step=check)
+    self.assertEqual(int(optimizer.iterations.numpy()), 200)
+    self.assertEqual(violations, [])
+    self.assertEqual(_nonzero_counts(model), counts)
+    for mw, before in zip(optimizer.masked_weights, initial):
+      mask = mw.mask.numpy()
+      weight = mw.weight.numpy()
+      # Exactly zero under the mask; active weights did train.
+      self.assertEqual(np.count_nonzero(weight * (1 - mask)), 0)
+      self.assertGreater(np.abs(weight - before)[mask == 1].max(), 0)
+      # The wrapped optimizer's slots of masked weights stayed zero.
+      slots = optimizers.get_slot_variables(optimizer, mw.weight)
+      self.assertLen(slots, 1 if name == 'sgd_momentum' else 2)
+      for slot in slots:
+        self.assertEqual(np.count_nonzero(slot.numpy() * (1 - mask)), 0)
+        self.assertGreater(np.count_nonzero(slot.numpy()), 0)
+
+  def test_model_fit_under_mirrored_strategy(self):
+    strategy = test_util.two_replica_strategy()
+    model, optimizer = test_util.build_sparse(
+        strategy, test_util.small_mlp, 0.8, OPTIMIZERS['sgd_momentum'])
+    counts = _nonzero_counts(model)
+    with strategy.scope():
+      model.compile(optimizer=optimizer,
+                    loss=keras.losses.SparseCategoricalCrossentropy(
+                        from_logits=True))
+    model.fit(test_util.random_data(30), epochs=2, verbose=0)
+    self.assertEqual(int(optimizer.iterations.numpy()), 60)
+    self.assertEqual(layers.check_invariant(model), [])
+    self.assertEqual(_nonzero_counts(model), counts)
+    for mw in optimizer.masked_weights:
+      replicas = test_util.local_values(mw.weight, strategy)
+      self.assertAllEqual(replicas[0], replicas[1])
+
+  @parameterized.parameters(False, True)
+  def test_one_device_equals_two_replicas(self, use_fit):
+    results = []
+    for strategy in (tf.distribute.get_strategy(),
+                     test_util.two_replica_strategy()):
+      model, optimizer = test_util.build_sparse(
+          strategy, test_util.small_mlp, 0.9, OPTIMIZERS['sgd_momentum'],
+          seed=7)
+      data = test_util.random_data(40, batch_size=32)
+      if use_fit:
+        with strategy.scope():
+          model.compile(optimizer=optimizer,
+                        loss=keras.losses.SparseCategoricalCrossentropy(
+                            from_logits=True))
+        model.fit(data, epochs=1, verbose=0, shuffle=False)
+      else:
+        test_util.train(strategy, model, optimizer, data)
+      results.append([(mw.mask.numpy(), mw.weight.numpy())
+                      for mw in layers.get_masked_weights(model)])
+    for (mask_1, weight_1), (mask_2, weight_2) in zip(*results):
+      self.assertAllEqual(mask_1, mask_2)
+      self.assertAllClose(weight_1, weight_2, atol=1e-5, rtol=0)
+
+  def test_jit_compiled_train_step(self):
+    strategy = tf.distribute.get_strategy()
+    model, optimizer = test_util.build_sparse(
+        strategy, test_util.small_mlp, 0.9, OPTIMIZERS['adam'])
+    counts = _nonzero_counts(model)
+    test_util.train(strategy, model, optimizer, test_util.random_data(10),
+                    jit_compile=True)
+    self.assertEqual(layers.check_invariant(model), [])
+    self.assertEqual(_nonzero_counts(model), counts)
+
+  def test_rejects_non_keras_optimizer(self):
+    model = layers.sparsify(test_util.small_mlp())
+    with self.assertRaisesRegex(TypeError, 'tf_keras optimizer'):
+      optimizers.SparseOptimizer(object(), model)
+    inner = keras.optimizers.SGD(0.1)
+    with self.assertRaisesRegex(TypeError, 'cannot wrap'):
+      optimizers.SparseOptimizer(
+          optimizers.SparseOptimizer(inner, model), model)
+
+  def test_checkpoint_restores_optimizer_state(self):
+    strategy = tf.distribute.get_strategy()
+    model, optimizer = test_util.build_sparse(
+        strategy, test_util.small_mlp, 0.5, OPTIMIZERS['sgd_momentum'])
+    test_util.train(strategy, model, optimizer, test_util.random_data(5))
+    path = tf.train.Checkpoint(model=model, optimizer=optimizer).save(
+        self.get_temp_dir() + '/ckpt')
+    model_2, optimizer_2 = test_util.build_sparse(
+        strategy, test_util.small_mlp, 0.5, OPTIMIZERS['sgd_momentum'],
+        seed=99)  # Different masks until restored.
+    tf.train.Checkpoint(model=model_2, optimizer=optimizer_2).restore(path)
+    self.assertEqual(int(optimizer_2.iterations.numpy()), 5)
+    for a, b in zip(layers.get_masked_weights(model),
+                    layers.get_masked_weights(model_2)):
+      self.assertAllEqual(a.mask, b.mask)
+      self.assertAllEqual(a.weight, b.weight)
+    # Slots come back once the optimizer builds them on the next step.
+    test_util.train(strategy, model_2, optimizer_2, test_util.random_data(1))
+    self.assertEqual(int(optimizer_2.iterations.numpy()), 6)
+
+
+if __name__ == '__main__':
+  tf.test.main()
