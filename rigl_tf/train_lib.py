@@ -46,6 +46,7 @@ import tf_keras as keras
 
 from rigl_tf import data
 from rigl_tf import distributions
+from rigl_tf import flops
 from rigl_tf import layers as masked_layers
 from rigl_tf import masks
 from rigl_tf import optimizers as optimizers_lib
@@ -367,6 +368,39 @@ def sparsity_report(model, planned=None):
   return {'layers': rows, 'overall': overall}
 
 
+def flops_report(model, updater, train_steps):
+  """MicroNet FLOPs and size of the model's actual masks (rigl_tf.flops).
+
+  Returns:
+    (report dict with the keys of `python -m rigl_tf.flops --json`, the
+    per-layer Markdown table), or ({'error': ...}, '') when the model cannot
+    be counted (e.g. no static input shape).
+  """
+  try:
+    costs = flops.layer_costs(model)
+    options = getattr(updater, 'training_cost_options',
+                      lambda unused_steps: {})(train_steps)
+    report = flops.report_dict(costs, method=updater.method_name,
+                               include_layers=True, **options)
+  except ValueError as e:
+    return {'error': str(e)}, ''
+  return report, flops.flops_table_text(costs)
+
+
+def format_flops_report(report):
+  """One paragraph with the FLOP and size totals."""
+  if 'error' in report:
+    return f'FLOPs: not counted ({report["error"]})'
+  return (
+      f'Inference FLOPs (MicroNet): {report["inference_flops"]:.4g} = '
+      f'{report["inference_flops_ratio"]:.4f}x dense '
+      f'({report["dense_inference_flops"]:.4g})\n'
+      f'Training FLOPs ({report["method"]}): '
+      f'{report["training_flops_ratio"]:.4f}x dense training\n'
+      f'Size: {report["size_mb"]:.4f} MB (dense {report["dense_size_mb"]:.4f}'
+      f' MB); sparsity of counted layers {report["sparsity"]:.2%}')
+
+
 def format_sparsity_report(report):
   """The sparsity report as an aligned text table."""
   if not report['layers']:
@@ -516,13 +550,15 @@ def train_eval(output_dir: Optional[str],
   if mode == 'eval_once':
     tf.train.Checkpoint(model=model).restore(ckpt_path).expect_partial()
     accuracy, count = evaluate()
+    flops_numbers, _ = flops_report(model, updater, train_steps)
     report = {'checkpoint': ckpt_path, 'accuracy': accuracy,
               'eval_examples': count,
-              'sparsity': sparsity_report(model, planned)}
+              'masks': sparsity_report(model, planned), **flops_numbers}
     bad = masked_layers.check_invariant(model)
     _print(f'eval_once {ckpt_path}: test accuracy {accuracy:.4%} '
            f'({count} examples)')
-    _print(format_sparsity_report(report['sparsity']))
+    _print(format_sparsity_report(report['masks']))
+    _print(format_flops_report(flops_numbers))
     if bad:
       raise UserError(f'checkpoint violates the mask invariant (non-zero '
                       f'masked weights) in layers {bad}.')
@@ -631,9 +667,10 @@ def train_eval(output_dir: Optional[str],
   bad = masked_layers.check_invariant(model) if updater.sparse else []
   if bad:
     raise UserError(f'mask invariant violated after training in {bad}.')
+  flops_numbers, flops_table = flops_report(model, updater, train_steps)
   report = {'step': step, 'method': method, 'dataset': dataset,
             'loss': last_loss,
-            'sparsity': sparsity_report(model, planned)}
+            'masks': sparsity_report(model, planned), **flops_numbers}
   if mode == 'train_and_eval':
     accuracy, count = evaluate()
     report.update(accuracy=accuracy, eval_examples=count)
@@ -641,7 +678,12 @@ def train_eval(output_dir: Optional[str],
       tf.summary.scalar('accuracy', accuracy)
     _print(f'Final test accuracy: {accuracy:.4%} ({count} examples) at step '
            f'{step}')
-  _print(format_sparsity_report(report['sparsity']))
+  _print(format_sparsity_report(report['masks']))
+  _print(format_flops_report(flops_numbers))
+  if flops_table:
+    _print(flops_table)
+    with writer.as_default(step=step):
+      tf.summary.text('flops_and_density_per_layer', flops_table)
   for writer_ in (writer, eval_writer):
     writer_.flush()
   if chief:

@@ -73,20 +73,40 @@ class DigitsAccuracyTest(parameterized.TestCase):
       self.assertAlmostEqual(json.load(f)['accuracy'], report['accuracy'])
     self.assertTrue(
         os.path.exists(os.path.join(output_dir, 'operative_config.gin')))
-    overall = report['sparsity']['overall']
+    overall = report['masks']['overall']
     if method == 'dense':
-      self.assertEqual(report['sparsity']['layers'], [])
+      self.assertEqual(report['masks']['layers'], [])
     else:
       # ERK at 0.9 over 64x300, 300x100, 100x10: floor(s*n) zeros per layer.
       self.assertEqual(overall['weights'], 50_200)
       self.assertEqual(overall['nonzero'], 5_021)
       self.assertEqual(
-          [row['nonzero'] for row in report['sparsity']['layers']],
+          [row['nonzero'] for row in report['masks']['layers']],
           [2_091, 2_298, 632])
+
+    # MicroNet FLOPs of Dense layers: 2 * nnz + n_out each (mults nnz + n_out
+    # relu; adds nnz - n_out + n_out bias); 410 = 300 + 100 + 10 outputs.
+    nonzero = overall['nonzero'] if method != 'dense' else 50_200
+    self.assertEqual(report['inference_flops'], 2 * nonzero + 410)
+    self.assertEqual(report['dense_inference_flops'], 2 * 50_200 + 410)
+    # Fixed masks: training costs what inference costs, relative to dense.
+    self.assertAlmostEqual(report['training_flops_ratio'],
+                           report['inference_flops_ratio'])
+    bits = 32 * nonzero + 32 * 410 + (50_200 if method != 'dense' else 0)
+    self.assertAlmostEqual(report['size_mb'], bits / 8 / 1e6)
+    summaries = tf.compat.v1.train.summary_iterator(
+        tf.io.gfile.glob(os.path.join(output_dir, 'train', 'events*'))[0])
+    tags = {v.tag for e in summaries for v in e.summary.value}
+    self.assertIn('flops_and_density_per_layer', tags)
+    self.assertIn('loss', tags)
+    self.assertIn('learning_rate', tags)
+    if method != 'dense':
+      self.assertIn('density/fc1', tags)
 
     # eval_once on the final checkpoint prints the end-of-training accuracy.
     evaluated = train_lib.train_eval(output_dir=output_dir, mode='eval_once')
     self.assertEqual(evaluated['accuracy'], report['accuracy'])
+    self.assertEqual(evaluated['inference_flops'], report['inference_flops'])
     self.assertEqual(evaluated['checkpoint'],
                      os.path.join(output_dir, 'ckpt-3000'))
 
