@@ -693,6 +693,10 @@ def train_eval(output_dir: Optional[str],
     _write_json(os.path.join(output_dir, 'report.json'), report)
   else:
     shutil.rmtree(ckpt_dir, ignore_errors=True)
+    try:  # The last worker out removes the empty scratch parent.
+      os.rmdir(os.path.dirname(ckpt_dir))
+    except OSError:
+      pass
   return report
 
 

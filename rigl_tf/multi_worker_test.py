@@ -1,0 +1,142 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""MultiWorkerMirroredStrategy with two localhost worker processes.
+
+Each worker is a subprocess with its own TF_CONFIG (free loopback ports);
+collectives must be configured before TensorFlow runs any op, which is why
+these runs cannot share the test process.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import tensorflow as tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Trains a sparse MLP with SparseOptimizer and saves its masks and weights.
+_WORKER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+    from rigl_tf import layers, test_util
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+    model, optimizer = test_util.build_sparse(
+        strategy, test_util.small_mlp, 0.9,
+        lambda: keras.optimizers.SGD(0.05, momentum=0.9), seed=3)
+    test_util.train(strategy, model, optimizer,
+                    test_util.random_data(20, batch_size=32))
+    arrays = {}
+    for mw in layers.get_masked_weights(model):
+      arrays[mw.name + '/mask'] = mw.mask.numpy()
+      arrays[mw.name + '/weight'] = mw.weight.numpy()
+    arrays['step'] = np.array(int(optimizer.iterations.numpy()))
+    np.savez(sys.argv[1], **arrays)
+""")
+
+
+def _free_ports(n):
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(('127.0.0.1', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def _run_workers(argvs, timeout=240):
+  """Starts one process per argv with its TF_CONFIG; returns (rc, out, err)."""
+  ports = _free_ports(len(argvs))
+  cluster = {'worker': [f'127.0.0.1:{p}' for p in ports]}
+  processes = []
+  for index, argv in enumerate(argvs):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
+               TF_CONFIG=json.dumps({'cluster': cluster,
+                                     'task': {'type': 'worker',
+                                              'index': index}}))
+    processes.append(subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+  results = []
+  try:
+    for process in processes:
+      out, err = process.communicate(timeout=timeout)
+      results.append((process.returncode, out, err))
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+  return results
+
+
+class MultiWorkerTest(tf.test.TestCase):
+
+  def test_two_workers_end_with_identical_masks_and_weights(self):
+    script = os.path.join(self.get_temp_dir(), 'worker.py')
+    with open(script, 'w') as f:
+      f.write(_WORKER)
+    outputs = [os.path.join(self.get_temp_dir(), f'worker{i}.npz')
+               for i in range(2)]
+    results = _run_workers([[sys.executable, script, out] for out in outputs])
+    for rc, _, err in results:
+      self.assertEqual(rc, 0, err[-3000:])
+    first, second = (np.load(path) for path in outputs)
+    self.assertEqual(int(first['step']), 20)
+    self.assertEqual(sorted(first.files), sorted(second.files))
+    for name in first.files:
+      # Bit-identical: both workers apply the same all-reduced update.
+      self.assertAllEqual(first[name], second[name], msg=name)
+    masks = [n for n in first.files if n.endswith('/mask')]
+    self.assertLen(masks, 3)
+    for name in masks:
+      weight = first[name.replace('/mask', '/weight')]
+      self.assertEqual(np.count_nonzero(weight * (1 - first[name])), 0)
+
+  def test_train_eval_multi_worker(self):
+    output_dir = self.create_tempdir().full_path
+    argv = [
+        sys.executable, os.path.join(ROOT, 'mnist', 'train_eval.py'),
+        '--gin_config=' + os.path.join(ROOT, 'configs', 'mnist',
+                                       'quickstart_digits.gin'),
+        f'--output_dir={output_dir}', '--strategy=multi_worker',
+        '--gin_bindings=train_eval.train_steps = 200',
+        '--gin_bindings=train_eval.log_every = 100',
+        '--gin_bindings=train_eval.checkpoint_every = 100']
+    results = _run_workers([argv, argv])
+    for rc, out, err in results:
+      self.assertEqual(rc, 0, err[-3000:])
+      self.assertIn('replicas=2', out)
+      self.assertIn('Final test accuracy', out)
+    # Only worker 0 (the chief) leaves files; worker 1's scratch is gone.
+    self.assertEqual(tf.train.latest_checkpoint(output_dir),
+                     os.path.join(output_dir, 'ckpt-200'))
+    self.assertTrue(os.path.exists(os.path.join(output_dir, 'report.json')))
+    self.assertFalse(os.path.exists(os.path.join(output_dir, '.worker_tmp')))
+    # Both workers evaluated the same model.
+    accuracies = [out.split('Final test accuracy: ')[1].split('%')[0]
+                  for _, out, _ in results]
+    self.assertEqual(accuracies[0], accuracies[1])
+
+
+if __name__ == '__main__':
+  tf.test.main()
