@@ -42,8 +42,8 @@ class DatasetInfo:
   name: str
   input_shape: tuple
   num_classes: int
-  num_train_examples: int
-  num_eval_examples: int
+  num_train_examples: Optional[int]  # None: unknown (mocked data).
+  num_eval_examples: Optional[int]
   eval_split: str
 
 
@@ -53,7 +53,14 @@ def scale_image(image, label):
 
 
 def _eval_split(builder):
-  return 'test' if 'test' in builder.info.splits else 'validation'
+  splits = builder.info.splits
+  return 'validation' if splits and 'test' not in splits else 'test'
+
+
+def _num_examples(builder, split):
+  """Examples in `split`, or None where tfds has no split metadata (mocks)."""
+  splits = builder.info.splits
+  return splits[split].num_examples if split in splits else None
 
 
 def get_builder(name, data_dir=None):
@@ -92,8 +99,8 @@ def get_info(name, data_dir=None):
       name=name,
       input_shape=tuple(features['image'].shape),
       num_classes=features['label'].num_classes,
-      num_train_examples=builder.info.splits['train'].num_examples,
-      num_eval_examples=builder.info.splits[eval_split].num_examples,
+      num_train_examples=_num_examples(builder, 'train'),
+      num_eval_examples=_num_examples(builder, eval_split),
       eval_split=eval_split)
 
 
@@ -138,7 +145,8 @@ def get_dataset(name: str,
       tf.data.experimental.AutoShardPolicy.DATA)
   ds = ds.with_options(options)
   if training:
-    num_examples = builder.info.splits[split].num_examples
+    num_examples = _num_examples(builder, split) or 50_000
+    # Small datasets (digits, MNIST, CIFAR) fit in memory after decoding.
     ds = ds.cache() if num_examples <= 200_000 else ds
     ds = ds.shuffle(min(num_examples, 50_000), seed=seed,
                     reshuffle_each_iteration=True)

@@ -608,8 +608,8 @@ def train_eval(output_dir: Optional[str],
 
   step = int(optimizer.iterations.numpy())
   interval_step, interval_time = step, time.time()
-  say(f'Training {model.name} on {dataset} ({info.num_train_examples} '
-      f'examples): method={method} sparsity={sparsity} '
+  say(f'Training {model.name} on {dataset} '
+      f'({info.num_train_examples or "?"} examples): method={method} sparsity={sparsity} '
       f'distribution={distribution} steps={train_steps} batch={batch_size} '
       f'replicas={strategy.num_replicas_in_sync}')
   last_loss = float('nan')

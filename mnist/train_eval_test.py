@@ -1,0 +1,86 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests of the mnist task: models, and every config on mocked MNIST."""
+
+import glob
+import os
+
+from absl.testing import parameterized
+import gin
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from mnist import models
+from rigl_tf import train_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mnist', '*.gin')))
+
+
+class ModelsTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_lenet_300_100(self):
+    model = models.lenet_300_100(input_shape=(28, 28, 1))
+    # 784*300+300 + 300*100+100 + 100*10+10.
+    self.assertEqual(model.count_params(), 266_610)
+    self.assertEqual([layer.name for layer in model.layers[1:]],
+                     ['fc1', 'fc2', 'logits'])
+    digits = models.lenet_300_100(input_shape=(8, 8, 1))
+    self.assertEqual(digits.get_layer('fc1').kernel.shape, (64, 300))
+
+  # conv 156 + conv 2,416 + fc1 (400 or 64 inputs) + fc2 10,164 + logits 850.
+  @parameterized.parameters(((28, 28, 1), 61_706), ((8, 8, 1), 21_386))
+  def test_lenet5(self, input_shape, params):
+    model = models.lenet5(input_shape=input_shape)
+    self.assertEqual(model.output_shape, (None, 10))
+    self.assertEqual(model.count_params(), params)
+
+
+class ConfigsTest(parameterized.TestCase):
+
+  def test_every_config_is_tested(self):
+    names = {os.path.basename(c) for c in CONFIGS}
+    self.assertContainsSubset(
+        {'dense.gin', 'static_erk.gin', 'static_uniform.gin',
+         'quickstart_digits.gin'}, names)
+
+  @parameterized.named_parameters(
+      (os.path.basename(c)[:-4], c) for c in CONFIGS)
+  def test_config_runs_on_mock_mnist(self, config):
+    with open(config) as f:
+      header = ''.join(f.readlines()[:4])
+    # Every config says on its first lines how to run it.
+    self.assertTrue(header.startswith('# '), config)
+    self.assertRegex(header, r'train_eval\.py|run\.sh demo')
+    gin.clear_config()
+    train_lib.parse_gin([config], [
+        "train_eval.dataset = 'mnist'", 'train_eval.train_steps = 20',
+        'train_eval.log_every = 10', 'train_eval.checkpoint_every = 20',
+        'train_eval.quiet = True', 'train_eval.batch_size = 20',
+        'train_eval.eval_batch_size = 50'])
+    output_dir = self.create_tempdir().full_path
+    with tfds.testing.mock_data(num_examples=100):
+      report = train_lib.train_eval(output_dir=output_dir)
+    self.assertEqual(report['step'], 20)
+    self.assertEqual(report['eval_examples'], 100)
+    self.assertTrue(os.path.exists(os.path.join(output_dir, 'ckpt-20.index')))
+    method = gin.query_parameter('train_eval.method')
+    if method != 'dense':
+      sparsity = gin.query_parameter('train_eval.sparsity')
+      self.assertAlmostEqual(report['masks']['overall']['sparsity'],
+                             sparsity, places=3)
+
+
+if __name__ == '__main__':
+  tf.test.main()
