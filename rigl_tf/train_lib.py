@@ -378,8 +378,7 @@ def flops_report(model, updater, train_steps):
   """
   try:
     costs = flops.layer_costs(model)
-    options = getattr(updater, 'training_cost_options',
-                      lambda unused_steps: {})(train_steps)
+    options = updater.training_cost_options(train_steps)
     report = flops.report_dict(costs, method=updater.method_name,
                                include_layers=True, **options)
   except ValueError as e:
@@ -647,13 +646,12 @@ def train_eval(output_dir: Optional[str],
         tf.summary.scalar('accuracy', accuracy)
         tf.summary.scalar('learning_rate', lr)
         if updater.sparse:
-          report = sparsity_report(model)
-          for row in report['layers']:
-            tf.summary.scalar(f'density/{row["name"]}', 1 - row['sparsity'])
-          tf.summary.scalar('density/overall',
-                            1 - report['overall']['sparsity'])
+          # Per-layer density, ITOP rate, drop fraction, ... (the updater's).
           for name, value in updater.summaries().items():
             tf.summary.scalar(name, value)
+          tf.summary.scalar(
+              'density/overall',
+              1 - sparsity_report(model)['overall']['sparsity'])
       metrics['loss'].reset_state()
       metrics['accuracy'].reset_state()
     if step % checkpoint_every == 0 or step == train_steps:
@@ -671,6 +669,10 @@ def train_eval(output_dir: Optional[str],
   report = {'step': step, 'method': method, 'dataset': dataset,
             'loss': last_loss,
             'masks': sparsity_report(model, planned), **flops_numbers}
+  if updater.sparse:
+    # In-Time Over-Parameterization: the fraction of the masked weights that
+    # were active at some point (equals the density for fixed masks).
+    report['itop_rate'] = float(updater.itop_rate())
   if mode == 'train_and_eval':
     accuracy, count = evaluate()
     report.update(accuracy=accuracy, eval_examples=count)
@@ -679,6 +681,9 @@ def train_eval(output_dir: Optional[str],
     _print(f'Final test accuracy: {accuracy:.4%} ({count} examples) at step '
            f'{step}')
   _print(format_sparsity_report(report['masks']))
+  if 'itop_rate' in report:
+    _print(f'ITOP rate: {report["itop_rate"]:.2%} of the masked weights were '
+           'active at some point of training')
   _print(format_flops_report(flops_numbers))
   if flops_table:
     _print(flops_table)

@@ -1,0 +1,748 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Mask updaters: what a sparse training method does to the masks.
+
+A `MaskUpdater` is plugged into `SparseOptimizer`. The optimizer masks the
+gradients, calls `on_step` (every step), applies the wrapped optimizer,
+re-masks the weights, and, on the steps where `is_update_step(step)` is true,
+calls `update_masks`; both hooks run in cross-replica context with the
+all-reduced dense gradients. A method is a subclass that says when and how
+masks change; a registry maps method names to classes, and gin configures
+them.
+
+This module holds
+
+* the base class, which never changes a mask (`static`) and keeps the
+  "ever active" masks behind the ITOP rate (in-time over-parameterisation:
+  the fraction of weights that were active at some point);
+* `dense` (no masks at all);
+* `DropGrowUpdater`, the one drop/grow engine of dynamic sparse training,
+  and its subclasses, which differ only in the score that picks the weights
+  to grow (as in jaxpruner): `set` (random), `snfs` (|EMA of the dense
+  gradients|) and `rigl` (|dense gradient|).
+
+Everything that writes a mask runs per device inside
+`strategy.extended.update`, from inputs that are identical on every replica
+(all-reduced gradients, mirrored variables, stateless RNG keyed by (seed,
+step, layer index)), so all replicas compute the same masks.
+"""
+
+from absl import logging
+import gin
+import tensorflow as tf
+
+from rigl_tf import masks as masks_lib
+from rigl_tf import schedules
+
+_REGISTRY = {}
+
+GROW_INITS = ('zeros', 'random_normal', 'initial_dist')
+REDISTRIBUTIONS = ('none', 'momentum', 'magnitude', 'nonzeros')
+
+# Streams of the per-(seed, step, layer) stateless RNG.
+_DROP_GROW_STREAM = 1
+_GROW_SCORE_STREAM = 2
+
+
+def register(name):
+  """Class decorator: registers a `MaskUpdater` subclass under `name`."""
+
+  def decorator(cls):
+    if name in _REGISTRY:
+      raise ValueError(f'Method {name!r} is registered twice.')
+    _REGISTRY[name] = cls
+    cls.method_name = name
+    return cls
+
+  return decorator
+
+
+def methods():
+  """Registered method names, sorted."""
+  return sorted(_REGISTRY)
+
+
+def get_updater_class(method):
+  """The `MaskUpdater` class registered as `method`.
+
+  Raises:
+    ValueError: for an unknown method name.
+  """
+  if method not in _REGISTRY:
+    raise ValueError(f'Unknown sparse training method {method!r}; choose one '
+                     f'of: {", ".join(methods())}.')
+  return _REGISTRY[method]
+
+
+def get_updater(method, **kwargs):
+  """Instantiates the updater registered as `method` (gin fills the rest)."""
+  return get_updater_class(method)(**kwargs)
+
+
+def state_variable(initial_value, name, dtype=None):
+  """A non-trainable updater state variable, mirrored under a strategy.
+
+  Written only in cross-replica context (or identically on every replica);
+  a replica-context write keeps the first replica's value.
+
+  Args:
+    initial_value: tensor, or a callable returning one.
+    name: variable name.
+    dtype: optional dtype.
+
+  Returns:
+    A `tf.Variable`.
+  """
+  return tf.Variable(
+      initial_value, trainable=False, name=name, dtype=dtype,
+      synchronization=tf.VariableSynchronization.ON_WRITE,
+      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def layer_key(seed, index, step, stream):
+  """Stateless RNG key of one layer at one step (int64, shape [2])."""
+  return tf.stack([
+      tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(index, tf.int64),
+      tf.cast(step, tf.int64) * 8 + stream
+  ])
+
+
+@register('static')
+@gin.configurable
+class MaskUpdater(tf.Module):
+  """Base updater: fixed masks (RigL's "static"/"scratch" baseline).
+
+  Subclasses override `is_update_step` and `update_masks` (and `on_step` if
+  they keep per-step state); the optimizer calls them, so a new method needs
+  no change to `SparseOptimizer`.
+
+  The base class also keeps, per masked weight, an "ever active" 0/1
+  variable: the initial mask OR-ed with the mask after every update
+  (`record_ever_active`). `itop_rate()` is the fraction of masked weights
+  that were ever active; for static masks it equals the density.
+
+  Attributes:
+    sparse: whether the method trains masked layers (False only for dense).
+    skip_weight_update_on_mask_update: whether the optimizer skips the
+      weight update on a step where the masks change (RigL's default).
+  """
+
+  sparse = True
+  skip_weight_update_on_mask_update = False
+
+  def __init__(self, seed=0, name=None):
+    super().__init__(name=name or type(self).__name__)
+    self.seed = seed
+    self._masked_weights = []
+    self._ever_active = []
+
+  def build(self, masked_weights):
+    """Creates per-layer state; called once, in the strategy's scope.
+
+    Subclasses that override it call `super().build(masked_weights)` first.
+
+    Args:
+      masked_weights: the list of `MaskedWeight` the optimizer manages.
+    """
+    self._masked_weights = list(masked_weights)
+    # Appended to the lists made in __init__, not new lists: a checkpoint
+    # restored before the first step matched those lists, and restores
+    # their elements as they are appended.
+    for mw in self._masked_weights:
+      self._ever_active.append(
+          state_variable(lambda m=mw.mask: tf.cast(m, tf.float32),
+                         name=f'ever_active_{mw.index}'))
+
+  def is_update_step(self, step):
+    """Whether masks change at `step` (a Python bool or a scalar tensor)."""
+    del step
+    return False
+
+  def on_step(self, strategy, masked_weights, dense_grads, step):
+    """Runs every step, in cross-replica context, before the weight update.
+
+    For state that follows every step (SNFS's gradient EMA). Write variables
+    with `strategy.extended.update`, as in `update_masks`.
+
+    Args:
+      strategy: the current `tf.distribute.Strategy`.
+      masked_weights: list of `MaskedWeight`.
+      dense_grads: list of gradients (dense, all-reduced), aligned.
+      step: scalar int tensor, the step being taken.
+    """
+    del strategy, masked_weights, dense_grads, step
+
+  def update_masks(self, strategy, masked_weights, dense_grads, step,
+                   optimizer):
+    """Changes masks, weights and slots; runs in cross-replica context.
+
+    Write variables with `strategy.extended.update(var, fn, args=...)`;
+    `dense_grads` (all-reduced, one per masked weight) become per-device
+    values there. Implementations end with `record_ever_active(strategy)`.
+
+    Args:
+      strategy: the current `tf.distribute.Strategy`.
+      masked_weights: list of `MaskedWeight`.
+      dense_grads: list of gradients (dense, all-reduced), aligned.
+      step: scalar int tensor, the step being taken.
+      optimizer: the wrapped Keras optimizer (for its slots).
+    """
+    del strategy, masked_weights, dense_grads, step, optimizer
+
+  def record_ever_active(self, strategy):
+    """ORs the current masks into the "ever active" masks (cross-replica)."""
+    for mw, ever in zip(self._masked_weights, self._ever_active):
+      strategy.extended.update(ever, _or_assign, args=(mw.mask,), group=False)
+
+  def _ever_active_values(self):
+    # The current mask is OR-ed in too, so that an updater that forgets
+    # `record_ever_active` still reports every weight active now.
+    return [
+        tf.maximum(tf.cast(ever, tf.float32), tf.cast(mw.mask, tf.float32))
+        for mw, ever in zip(self._masked_weights, self._ever_active)
+    ]
+
+  def layer_itop_rates(self):
+    """dict masked-weight name -> fraction of its weights ever active."""
+    return {
+        mw.name: tf.reduce_mean(ever) for mw, ever in zip(
+            self._masked_weights, self._ever_active_values())
+    }
+
+  def itop_rate(self):
+    """Fraction of all masked weights that were ever active (a tensor)."""
+    if not self._masked_weights:
+      return tf.constant(1.0)
+    ever = sum(tf.reduce_sum(e) for e in self._ever_active_values())
+    total = sum(mw.size for mw in self._masked_weights)
+    return ever / float(total)
+
+  def training_cost_options(self, train_steps):
+    """Inputs of `flops.training_flops_ratio` for this method's run.
+
+    Args:
+      train_steps: the run's number of steps.
+
+    Returns:
+      dict of keyword arguments (none for fixed masks).
+    """
+    del train_steps
+    return {}
+
+  def summaries(self):
+    """Scalars for TensorBoard: dict name -> tensor or variable.
+
+    `itop_rate`, and per masked weight `density/<name>` and `itop/<name>`.
+    """
+    if not self._masked_weights:
+      return {}
+    result = {'itop_rate': self.itop_rate()}
+    for mw in self._masked_weights:
+      result[f'density/{mw.name}'] = tf.reduce_mean(
+          tf.cast(mw.mask, tf.float32))
+    for name, rate in self.layer_itop_rates().items():
+      result[f'itop/{name}'] = rate
+    return result
+
+
+def _or_assign(ever, mask):
+  return ever.assign(
+      tf.maximum(ever, tf.cast(mask, ever.dtype)), read_value=False)
+
+
+@register('dense')
+@gin.configurable
+class DenseTraining(MaskUpdater):
+  """Dense training: the model is not sparsified (the reference baseline)."""
+
+  sparse = False
+
+
+def _top_n_random_ties(scores, n_ones, key):
+  """`masks.top_n_mask` of a flat vector, ties broken by a random order.
+
+  The scores are ranked in a random (stateless) permutation, so the stable
+  sort breaks exact ties at random instead of by position, and no noise is
+  added to the scores themselves.
+  """
+  size = tf.size(scores)
+  perm = tf.argsort(tf.random.stateless_uniform([size], seed=key),
+                    stable=True)
+  chosen = masks_lib.top_n_mask(tf.gather(scores, perm), n_ones)
+  return tf.scatter_nd(perm[:, None], chosen, [size])
+
+
+@tf.function(jit_compile=True)
+def drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
+  """Drop/grow of one layer: the XLA-compiled core of `DropGrowUpdater`.
+
+  Keeps the n_active - n_drop active weights with the largest |w|, then
+  activates the n_grow positions not kept with the largest `grow_score`.
+  Exact ties are broken by a stateless random order keyed by `key`. A
+  position dropped and grown again keeps its value; a newly grown one starts
+  at `grow_std` * N(0, 1) (0 for `grow_std` = 0). Sorts the whole flattened
+  layer and compares ranks with the (dynamic) counts: shapes stay static.
+
+  Args:
+    mask: 0/1 tensor, the current mask.
+    weight: the weight, same shape (masked positions hold 0).
+    grow_score: float tensor, same shape; larger grows first.
+    n_drop: int32 scalar, 0 <= n_drop <= number of ones in `mask`.
+    n_grow: int32 scalar, 0 <= n_grow <= size - (n_active - n_drop).
+    key: int64 [2], stateless RNG key of this layer and step.
+    grow_std: float32 scalar, std of the initial values of new weights.
+
+  Returns:
+    (new_mask, new_weight, slot_factor, num_new): the mask and weight after
+    the update (dtypes of the inputs), the 0/1 float32 factor that zeroes
+    the optimizer slots of new and dropped positions, and the int64 number
+    of newly active positions.
+  """
+  shape = tf.shape(weight)
+  old = tf.reshape(tf.cast(mask, tf.float32), [-1])
+  values = tf.reshape(tf.cast(weight, tf.float32), [-1])
+  score = tf.reshape(tf.cast(grow_score, tf.float32), [-1])
+  drop_key, grow_key, init_key = tf.unstack(
+      tf.random.experimental.stateless_split(key, num=3))
+  n_keep = tf.cast(tf.reduce_sum(old), tf.int32) - n_drop
+  # Inactive positions score below every |w|: they are never kept.
+  kept = _top_n_random_ties(
+      tf.where(old > 0, tf.abs(values), -1.0), n_keep, drop_key)
+  grown = _top_n_random_ties(
+      tf.where(kept > 0, -float('inf'), score), n_grow, grow_key)
+  new_mask = kept + grown
+  new = grown * (1.0 - old)
+  init = tf.where(
+      grow_std > 0,
+      grow_std * tf.random.stateless_normal(tf.shape(values), seed=init_key),
+      tf.zeros_like(values))
+  new_values = tf.where(new > 0, init, values) * new_mask
+  return (tf.cast(tf.reshape(new_mask, shape), mask.dtype),
+          tf.cast(tf.reshape(new_values, shape), weight.dtype),
+          tf.reshape(new_mask - new, shape),
+          tf.cast(tf.reduce_sum(new), tf.int64))
+
+
+def redistribute_counts(scores, total, capacities):
+  """Integer budgets proportional to `scores`, summing to `total` exactly.
+
+  Sparsity redistribution of SNFS / GraNet (`calc_growth_redistribution`):
+  the `total` weights to grow are shared between layers in proportion to a
+  per-layer statistic, no layer above its capacity; what a full layer cannot
+  take goes to the others in proportion to their statistics (water-filling).
+  The real shares are rounded down, and the remainder goes to the largest
+  fractional parts, so that the sum is `total` exactly. Layers whose scores
+  are all zero (or NaN) share in proportion to their capacities.
+
+  Args:
+    scores: float [L], non-negative statistics.
+    total: int scalar, 0 <= total <= sum(capacities).
+    capacities: int [L], the most each layer may receive.
+
+  Returns:
+    int64 [L] budgets.
+  """
+  scores = tf.cast(scores, tf.float32)
+  scores = tf.where(scores > 0, scores, 0.0)  # Also maps NaN to 0.
+  caps = tf.cast(capacities, tf.int64)
+  caps_f = tf.cast(caps, tf.float32)
+  total = tf.cast(total, tf.int64)
+  total_f = tf.cast(total, tf.float32)
+
+  def shares(capped):
+    free = tf.logical_not(capped)
+    budget = total_f - tf.reduce_sum(tf.where(capped, caps_f, 0.0))
+    weights = tf.where(free, scores, 0.0)
+    weights = tf.where(
+        tf.reduce_sum(weights) > 0, weights, tf.where(free, caps_f, 0.0))
+    denom = tf.maximum(tf.reduce_sum(weights), 1e-30)
+    return tf.where(capped, caps_f, budget * weights / denom)
+
+  # Each pass caps at least one more layer, or changes nothing.
+  capped = tf.while_loop(
+      lambda capped: tf.constant(True),
+      lambda capped: (tf.logical_or(capped, shares(capped) > caps_f),),
+      (tf.zeros_like(scores, dtype=tf.bool),),
+      maximum_iterations=tf.size(scores))[0]
+  real = shares(capped)
+  counts = tf.clip_by_value(
+      tf.cast(tf.floor(real), tf.int64), tf.zeros_like(caps), caps)
+
+  def fix(counts):
+    rest = total - tf.reduce_sum(counts)
+    add = rest > 0
+    eligible = tf.where(add, counts < caps, counts > 0)
+    fraction = real - tf.cast(counts, tf.float32)
+    priority = tf.where(eligible, tf.where(add, fraction, -fraction),
+                        -float('inf'))
+    n = tf.minimum(tf.abs(rest),
+                   tf.math.count_nonzero(eligible, dtype=tf.int64))
+    pick = tf.cast(masks_lib.top_n_mask(priority, n), tf.int64)
+    return (counts + tf.sign(rest) * pick,)
+
+  # Float rounding leaves a remainder of at most a few units per layer.
+  return tf.while_loop(
+      lambda counts: tf.not_equal(tf.reduce_sum(counts), total), fix,
+      (counts,), maximum_iterations=4 * tf.size(scores) + 8)[0]
+
+
+class DropGrowUpdater(MaskUpdater):
+  """The drop/grow engine of dynamic sparse training (SET, SNFS, RigL).
+
+  At an update step t (`schedules.is_update_step`), per layer with n_active
+  ones: n_drop = floor(n_active · α_t), α_t the annealed drop fraction. Keep
+  the n_active - n_drop active weights with the largest |w|; among the
+  positions not kept, grow the n_drop with the largest `grow_scores`. A
+  position dropped and grown again keeps its value; new ones start at 0 (or
+  as `grow_init` says), and their optimizer slots (momentum, Adam m/v) are
+  reset to 0 (those of dropped positions too). The active count of every
+  layer is preserved exactly; with `redistribution`, only the total count
+  is, the layers' shares of the grown weights following a statistic.
+
+  Subclasses only define `grow_scores`.
+  """
+
+  # Whether the updater keeps an EMA of the dense gradients (SNFS's score).
+  uses_grad_ema = False
+
+  def __init__(self,
+               drop_fraction=0.3,
+               drop_fraction_anneal='cosine',
+               update_frequency=100,
+               begin_step=0,
+               end_step=-1,
+               grow_init='zeros',
+               redistribution='none',
+               grad_ema_decay=0.9,
+               skip_weight_update_on_mask_update=None,
+               seed=0,
+               name=None):
+    """Configures the updater (gin binds these on the subclass's name).
+
+    Args:
+      drop_fraction: α, the fraction of active weights dropped per update
+        (before annealing).
+      drop_fraction_anneal: 'constant', 'cosine' or 'exponential[_<k>]'
+        (see `schedules`).
+      update_frequency: ΔT, steps between mask updates.
+      begin_step: first step that updates masks.
+      end_step: last step that may update masks; < 0: until training ends
+        (an annealed drop fraction then stays at α).
+      grow_init: value of newly grown weights: 'zeros'; 'random_normal'
+        (normal with the std of the whole masked weight tensor, as
+        google-research/rigl); 'initial_dist' (normal with the std of the
+        layer's active weights when the updater is built, i.e. at init).
+      redistribution: 'none'; or share the grown weights between layers in
+        proportion to the mean |gradient EMA| ('momentum', SNFS), the mean
+        |w| ('magnitude') of the active weights, or the number of non-zero
+        weights ('nonzeros').
+      grad_ema_decay: decay of the dense-gradient EMA (SNFS's momentum; also
+        used by redistribution='momentum').
+      skip_weight_update_on_mask_update: skip the weight update on mask
+        update steps; None: the method's default (True for RigL).
+      seed: seed of the stateless RNG (tie breaks, SET growth, grow_init).
+      name: module name.
+
+    Raises:
+      ValueError: for an invalid value.
+    """
+    super().__init__(seed=seed, name=name)
+    if not 0.0 <= drop_fraction <= 1.0:
+      raise ValueError(f'drop_fraction must be in [0, 1], got {drop_fraction}.')
+    schedules.parse_anneal(drop_fraction_anneal)
+    if update_frequency < 1:
+      raise ValueError(
+          f'update_frequency must be >= 1, got {update_frequency}.')
+    if grow_init not in GROW_INITS:
+      raise ValueError(f'Unknown grow_init {grow_init!r}; choose one of '
+                       f'{", ".join(GROW_INITS)}.')
+    if redistribution not in REDISTRIBUTIONS:
+      raise ValueError(f'Unknown redistribution {redistribution!r}; choose '
+                       f'one of {", ".join(REDISTRIBUTIONS)}.')
+    if not 0.0 <= grad_ema_decay < 1.0:
+      raise ValueError(
+          f'grad_ema_decay must be in [0, 1), got {grad_ema_decay}.')
+    if end_step < 0 and drop_fraction_anneal != 'constant':
+      logging.warning(
+          '%s: drop_fraction_anneal=%r with end_step < 0 has no horizon to '
+          'anneal over; the drop fraction stays at %s. Set end_step (RigL '
+          'stops updating masks at 75%% of training).', type(self).__name__,
+          drop_fraction_anneal, drop_fraction)
+    self.drop_fraction = float(drop_fraction)
+    self.drop_fraction_anneal = drop_fraction_anneal
+    self.update_frequency = int(update_frequency)
+    self.begin_step = int(begin_step)
+    self.end_step = int(end_step)
+    self.grow_init = grow_init
+    self.redistribution = redistribution
+    self.grad_ema_decay = float(grad_ema_decay)
+    if skip_weight_update_on_mask_update is not None:
+      self.skip_weight_update_on_mask_update = bool(
+          skip_weight_update_on_mask_update)
+    self._grad_ema = []
+    self._initial_std = []
+
+  @property
+  def keeps_grad_ema(self):
+    """Whether a dense-gradient EMA is kept (SNFS, momentum redistribution)."""
+    return self.uses_grad_ema or self.redistribution == 'momentum'
+
+  def build(self, masked_weights):
+    super().build(masked_weights)
+    self._current_drop_fraction = state_variable(
+        float(self.drop_fraction_at(self.begin_step)), name='drop_fraction',
+        dtype=tf.float32)
+    self._connections_changed = state_variable(
+        tf.constant(0, tf.int64), name='connections_changed')
+    self._layer_connections_changed = state_variable(
+        tf.zeros([len(self._masked_weights)], tf.int64),
+        name='layer_connections_changed')
+    for mw in self._masked_weights:
+      if self.keeps_grad_ema:
+        self._grad_ema.append(
+            state_variable(lambda w=mw.weight: tf.zeros(w.shape, tf.float32),
+                           name=f'grad_ema_{mw.index}'))
+      if self.grow_init == 'initial_dist':
+        self._initial_std.append(
+            state_variable(lambda mw=mw: _active_std(mw.weight, mw.mask),
+                           name=f'initial_std_{mw.index}'))
+
+  @property
+  def current_drop_fraction(self):
+    """α_t of the last update (α at `begin_step` before the first)."""
+    return self._current_drop_fraction
+
+  @property
+  def connections_changed(self):
+    """Newly grown connections in the last update, all layers together."""
+    return self._connections_changed
+
+  @property
+  def layer_connections_changed(self):
+    """int64 [num masked weights]: newly grown per layer, last update."""
+    return self._layer_connections_changed
+
+  @property
+  def grad_ema(self):
+    """The dense-gradient EMA variables (empty unless `keeps_grad_ema`)."""
+    return list(self._grad_ema)
+
+  def is_update_step(self, step):
+    return schedules.is_update_step(step, self.begin_step, self.end_step,
+                                    self.update_frequency)
+
+  def training_cost_options(self, train_steps):
+    # RigL's formula: one dense-gradient step every update_frequency steps.
+    del train_steps
+    return {'update_frequency': self.update_frequency}
+
+  def drop_fraction_at(self, step):
+    """α_t (a Python float for a Python step, else a float32 tensor)."""
+    return schedules.drop_fraction_at(step, self.drop_fraction,
+                                      self.drop_fraction_anneal,
+                                      self.begin_step, self.end_step)
+
+  def grow_scores(self, weight, dense_grad, grad_ema, key):
+    """Per-position grow score (larger grows first); runs per device.
+
+    Args:
+      weight: the (per-device) weight.
+      dense_grad: its all-reduced dense gradient.
+      grad_ema: its dense-gradient EMA (None unless `keeps_grad_ema`).
+      key: int64 [2] stateless RNG key of this layer and step.
+
+    Returns:
+      A float tensor shaped like `weight`.
+    """
+    raise NotImplementedError
+
+  def on_step(self, strategy, masked_weights, dense_grads, step):
+    """Updates the dense-gradient EMA when one is kept."""
+    del masked_weights, step
+    for ema, grad in zip(self._grad_ema, dense_grads):
+      strategy.extended.update(
+          ema, _ema_update, args=(grad, self.grad_ema_decay), group=False)
+
+  def _layer_statistics(self):
+    """Per-layer redistribution statistic, float32 [L] (cross-replica)."""
+    stats = []
+    for i, mw in enumerate(self._masked_weights):
+      mask = tf.cast(mw.mask, tf.float32)
+      n_active = tf.maximum(tf.reduce_sum(mask), 1.0)
+      if self.redistribution == 'momentum':
+        stats.append(tf.reduce_sum(tf.abs(self._grad_ema[i]) * mask) /
+                     n_active)
+      elif self.redistribution == 'magnitude':
+        stats.append(
+            tf.reduce_sum(tf.abs(tf.cast(mw.weight, tf.float32)) * mask) /
+            n_active)
+      else:  # 'nonzeros'
+        stats.append(
+            tf.cast(tf.math.count_nonzero(mw.weight), tf.float32))
+    return tf.stack(stats)
+
+  def grow_counts(self, n_active, n_drop):
+    """Per-layer numbers of weights to grow (int32 [L]; cross-replica).
+
+    Args:
+      n_active: int32 [L], active weights per layer before the update.
+      n_drop: int32 [L], weights dropped per layer.
+
+    Returns:
+      `n_drop` without redistribution; otherwise the redistributed budgets
+      (same total, none above the positions its layer has free).
+    """
+    if self.redistribution == 'none':
+      return n_drop
+    sizes = tf.constant([mw.size for mw in self._masked_weights], tf.int32)
+    capacities = sizes - (n_active - n_drop)
+    counts = redistribute_counts(self._layer_statistics(),
+                                 tf.reduce_sum(n_drop), capacities)
+    return tf.cast(counts, tf.int32)
+
+  def update_masks(self, strategy, masked_weights, dense_grads, step,
+                   optimizer):
+    # Imported here: optimizers imports this module.
+    from rigl_tf import optimizers  # pylint: disable=g-import-not-at-top
+
+    drop_fraction = tf.cast(self.drop_fraction_at(step), tf.float32)
+    n_active = tf.stack([
+        tf.cast(tf.reduce_sum(tf.cast(mw.mask, tf.float32)), tf.int32)
+        for mw in masked_weights
+    ])
+    n_drop = tf.cast(
+        tf.floor(tf.cast(n_active, tf.float32) * drop_fraction), tf.int32)
+    n_grow = self.grow_counts(n_active, n_drop)
+    changed = []
+    for i, (mw, grad) in enumerate(zip(masked_weights, dense_grads)):
+      inputs = {
+          'weight': mw.weight,
+          'grad': grad,
+          'slots': optimizers.get_slot_variables(optimizer, mw.weight),
+          'ever': self._ever_active[i],
+      }
+      if self._grad_ema:
+        inputs['ema'] = self._grad_ema[i]
+      if self._initial_std:
+        inputs['initial_std'] = self._initial_std[i]
+      result = strategy.extended.update(
+          mw.mask, self._update_layer,
+          args=(n_drop[i], n_grow[i], mw.index, step), kwargs=inputs,
+          group=False)
+      # Every replica computed the same count: keep the first one's.
+      changed.append(
+          tf.nest.flatten(strategy.experimental_local_results(result))[0])
+    changed = tf.stack(changed)
+    self._layer_connections_changed.assign(changed, read_value=False)
+    self._connections_changed.assign(tf.reduce_sum(changed), read_value=False)
+    self._current_drop_fraction.assign(drop_fraction, read_value=False)
+
+  def _update_layer(self, mask, n_drop, n_grow, index, step, weight, grad,
+                    slots, ever, ema=None, initial_std=None):
+    """Drop/grow of one layer on one device (inside extended.update)."""
+    score = self.grow_scores(
+        weight, grad, ema,
+        layer_key(self.seed, index, step, _GROW_SCORE_STREAM))
+    if self.grow_init == 'random_normal':
+      grow_std = tf.math.reduce_std(tf.cast(weight, tf.float32))
+    elif self.grow_init == 'initial_dist':
+      grow_std = tf.cast(initial_std, tf.float32)
+    else:
+      grow_std = tf.constant(0.0)
+    # Values, not variables: given the per-device variables as arguments,
+    # the compiled function was seen to read those of an earlier model that
+    # had been traced with the same shapes.
+    new_mask, new_weight, slot_factor, num_new = drop_and_grow(
+        tf.convert_to_tensor(mask), tf.convert_to_tensor(weight), score,
+        n_drop, n_grow,
+        layer_key(self.seed, index, step, _DROP_GROW_STREAM), grow_std)
+    weight.assign(new_weight, read_value=False)
+    mask.assign(new_mask, read_value=False)
+    for slot in slots:
+      slot.assign(slot * tf.cast(slot_factor, slot.dtype), read_value=False)
+    _or_assign(ever, new_mask)
+    return num_new
+
+  def summaries(self):
+    """Base summaries plus `drop_fraction` and `connections_changed`."""
+    result = super().summaries()
+    if self._masked_weights:
+      result['drop_fraction'] = tf.identity(self._current_drop_fraction)
+      result['connections_changed'] = tf.identity(self._connections_changed)
+    return result
+
+
+def _ema_update(ema, grad, decay):
+  return ema.assign(decay * ema + (1.0 - decay) * tf.cast(grad, ema.dtype),
+                    read_value=False)
+
+
+def _active_std(weight, mask):
+  """Std of the active entries of `weight` (0 when none is active)."""
+  mask = tf.cast(mask, tf.float32)
+  values = tf.cast(weight, tf.float32)
+  count = tf.maximum(tf.reduce_sum(mask), 1.0)
+  mean = tf.reduce_sum(values * mask) / count
+  variance = tf.reduce_sum(tf.square(values - mean) * mask) / count
+  return tf.sqrt(variance)
+
+
+@register('set')
+@gin.configurable
+class SET(DropGrowUpdater):
+  """SET (Mocanu et al. 2018): grows at random positions.
+
+  The score is uniform noise from the stateless RNG keyed by (seed, step,
+  layer index): the same on every replica and worker.
+  """
+
+  def grow_scores(self, weight, dense_grad, grad_ema, key):
+    del dense_grad, grad_ema
+    return tf.random.stateless_uniform(tf.shape(weight), seed=key)
+
+
+@register('snfs')
+@gin.configurable
+class SNFS(DropGrowUpdater):
+  """Sparse Networks From Scratch (Dettmers & Zettlemoyer 2019).
+
+  Grows where the EMA of the dense gradients, m_t = β m_{t-1} + (1 - β) g_t
+  with β = `grad_ema_decay` (0.9) and m_0 = 0, is largest in magnitude. The
+  EMA is updated every step (`on_step`), the mask-update step included.
+  google-research/rigl's zero-debiasing divides every m_t by the same
+  1 - β^t, which changes no ranking, hence is left out. Combine with
+  `redistribution='momentum'` for SNFS's momentum redistribution.
+  """
+
+  uses_grad_ema = True
+
+  def grow_scores(self, weight, dense_grad, grad_ema, key):
+    del weight, dense_grad, key
+    return tf.abs(grad_ema)
+
+
+@register('rigl')
+@gin.configurable
+class RigL(DropGrowUpdater):
+  """RigL (Evci et al. 2020): grows where the dense gradient is largest.
+
+  As in the original code, the weight update is skipped on mask-update
+  steps by default (`skip_weight_update_on_mask_update=False` applies it).
+  """
+
+  skip_weight_update_on_mask_update = True
+
+  def grow_scores(self, weight, dense_grad, grad_ema, key):
+    del weight, grad_ema, key
+    return tf.abs(dense_grad)
