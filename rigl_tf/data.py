@@ -30,6 +30,18 @@ from rigl_tf import datasets as _builders  # noqa: F401  (registers digits)
 
 # Datasets that can be built without a network.
 OFFLINE_DATASETS = ('digits',)
+# Examples held by the training shuffle buffer. A checkpointed input
+# pipeline stores this buffer: 10k MNIST images are 7.8 MB, CIFAR 31 MB.
+SHUFFLE_BUFFER = 10_000
+# Up to this many training examples the input position is checkpointed and a
+# resumed run continues the exact data order; larger datasets (ImageNet,
+# whose buffer would hold gigabytes) reshuffle on resume instead.
+MAX_EXAMPLES_TO_CHECKPOINT_INPUT = 200_000
+
+
+def checkpoint_input_position(info):
+  """Whether to save the input pipeline's position with the model."""
+  return (info.num_train_examples or 0) <= MAX_EXAMPLES_TO_CHECKPOINT_INPUT
 
 
 class DatasetUnavailableError(Exception):
@@ -145,10 +157,9 @@ def get_dataset(name: str,
       tf.data.experimental.AutoShardPolicy.DATA)
   ds = ds.with_options(options)
   if training:
-    num_examples = _num_examples(builder, split) or 50_000
-    # Small datasets (digits, MNIST, CIFAR) fit in memory after decoding.
-    ds = ds.cache() if num_examples <= 200_000 else ds
-    ds = ds.shuffle(min(num_examples, 50_000), seed=seed,
+    # No cache(): a checkpointed iterator would store the whole cache.
+    num_examples = _num_examples(builder, split) or SHUFFLE_BUFFER
+    ds = ds.shuffle(min(num_examples, SHUFFLE_BUFFER), seed=seed,
                     reshuffle_each_iteration=True)
     ds = ds.repeat()
   ds = ds.map(preprocess_fn or scale_image,

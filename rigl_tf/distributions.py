@@ -15,17 +15,18 @@
 
 Given an overall sparsity S over the maskable layers:
 
-* `uniform`: every layer gets S; `first_layer_dense` keeps the first layer
-  dense (RigL's uniform), without compensating elsewhere.
+* `uniform`: every layer gets S; `first_layer_dense` and `dense_layers`
+  keep layers dense (RigL's uniform), without compensating elsewhere.
 * `er`: density of layer l proportional to (n_in + n_out) / (n_in * n_out).
 * `erk`: density proportional to (sum(shape) / prod(shape)) ** p, with
   p = `erk_power_scale` (1 is ERK, 0 is uniform).
 
 For ER/ERK the factor epsilon is solved so that the number of non-zeros
 equals the uniform budget (1 - S) * sum(n). A layer whose density would exceed
-1 becomes dense and epsilon is solved again, repeatedly. Layers in
-`dense_layers` are dense and counted in the budget (the other layers give up
-what they take), as RigL's implementation does. Layers in
+1 becomes dense and epsilon is solved again, repeatedly. For ER/ERK, layers
+in `dense_layers` are dense and counted in the budget (the other layers give
+up what they take), as RigL's implementation does; a budget the dense
+layers alone exceed is an error. Layers in
 `custom_sparsity_map` get their given sparsity and are outside the budget.
 
 A layer with sparsity s and n weights has exactly `num_zeros(s, n)` =
@@ -139,6 +140,15 @@ def get_sparsities(shapes: Mapping[str, Sequence[int]],
     else:
       break
 
+  if raw and epsilon <= 0:
+    kept = sum(math.prod(shapes[n]) for n in dense if n not in custom)
+    total = sum(math.prod(shapes[n]) for n in names if n not in custom)
+    raise ValueError(
+        f'Sparsity {sparsity} cannot be met: the dense layers '
+        f'{sorted(dense)} alone hold {kept} of the {total} weights in the '
+        f'budget. Use a sparsity below {1 - kept / total:.4f}, fewer dense '
+        'layers, or custom_sparsity_map (outside the budget).')
+
   result = {}
   for name in names:
     if name in custom:
@@ -146,5 +156,5 @@ def get_sparsities(shapes: Mapping[str, Sequence[int]],
     elif name in dense:
       result[name] = 0.0
     else:
-      result[name] = min(max(1.0 - epsilon * raw[name], 0.0), 1.0)
+      result[name] = 1.0 - epsilon * raw[name]
   return result

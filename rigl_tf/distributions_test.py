@@ -64,13 +64,23 @@ class ClosedFormTest(parameterized.TestCase):
     self.assertEqual(got, {'a': 0.0, 'b': 0.9})
 
   def test_dense_layer_inside_erk_budget(self):
-    # a dense (5000 ones) costs the budget its 0.8*5000 zeros: b must take
-    # 1100 - 5000 ones, impossible -> b gets density 0 (sparsity 1).
+    # b dense (500 ones) costs the budget its 0.2*500 zeros: a gets
+    # 0.8*5500 - 500 = 3900 ones.
     got = distributions.get_sparsities(TWO_LAYERS, 0.2, 'erk',
                                        dense_layers=['b'])
     self.assertEqual(got['b'], 0.0)
-    # budget: 0.8*5000 - 0.2*500 = 3900 ones for a.
     self.assertAlmostEqual(got['a'], 1 - 3900 / 5000, places=12)
+
+  def test_infeasible_budget_is_an_error(self):
+    # a dense holds 5000 of 5500 weights; at S=0.95 only 275 may be non-zero.
+    with self.assertRaisesRegex(ValueError,
+                                r'cannot be met.*below 0\.0909'):
+      distributions.get_sparsities(TWO_LAYERS, 0.95, 'erk',
+                                   dense_layers=['a'])
+    with self.assertRaisesRegex(ValueError, 'cannot be met'):
+      distributions.get_sparsities(
+          {'fc1': (64, 300), 'fc2': (300, 100), 'logits': (100, 10)}, 0.95,
+          'erk', first_layer_dense=True)
 
   def test_custom_map_outside_budget(self):
     got = distributions.get_sparsities(TWO_LAYERS, 0.8, 'erk',

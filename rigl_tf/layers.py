@@ -28,9 +28,7 @@ import dataclasses
 from typing import Iterable, Sequence
 
 import tensorflow as tf
-from tensorflow_model_optimization.python.core.sparsity.keras import (
-    prunable_layer,
-)
+import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import (
     prune_registry,
 )
@@ -58,16 +56,45 @@ def _maskable_weight_names(layer):
   return None
 
 
+def _registry_weights(layer):
+  """The prunable weights that TFMOT's prune registry lists for `layer`.
+
+  TFMOT exposes its registry of built-in layers through no public API
+  (`tfmot.sparsity.keras` exports only `PrunableLayer`), so this is the one
+  function that touches the private module: a TFMOT release that moves it
+  breaks only here.
+
+  Args:
+    layer: a tf_keras layer.
+
+  Returns:
+    None if the registry does not support `layer` or lists no prunable
+    weight for it (BatchNormalization, pooling, ...); otherwise the list of
+    its prunable weights, empty while `layer` is not built.
+  """
+  registry = prune_registry.PruneRegistry
+  if not registry.supports(layer):
+    return None
+  # RNN layers list their cells' kernels; other layers list weight names.
+  # pylint: disable=protected-access
+  if not (registry._is_rnn_layer(layer) or registry._weight_names(layer)):
+    return None
+  # pylint: enable=protected-access
+  if not layer.built:
+    return []
+  return list(registry.make_prunable(layer).get_prunable_weights())
+
+
 def is_maskable(layer):
   """Whether `MaskedLayer` can wrap `layer` (it has prunable weights)."""
   if isinstance(layer, MaskedLayer):
     return False
   if _maskable_weight_names(layer) is not None:
     return True
-  if isinstance(layer, prunable_layer.PrunableLayer):
+  if isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
     return True
-  return (prune_registry.PruneRegistry.supports(layer)
-          and bool(prune_registry.PruneRegistry._weight_names(layer)))  # pylint: disable=protected-access
+  # Built-in layers TFMOT can prune (Embedding, RNNs, ...).
+  return _registry_weights(layer) is not None
 
 
 def _prunable_weights(layer):
@@ -75,10 +102,9 @@ def _prunable_weights(layer):
   names = _maskable_weight_names(layer)
   if names is not None:
     return [getattr(layer, name) for name in names]
-  if isinstance(layer, prunable_layer.PrunableLayer):
+  if isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
     return list(layer.get_prunable_weights())
-  return list(
-      prune_registry.PruneRegistry.make_prunable(layer).get_prunable_weights())
+  return _registry_weights(layer) or []
 
 
 def _short_name(variable):
@@ -192,7 +218,9 @@ class MaskedWeight:
 
 def _walk_layers(layer):
   """Yields `layer`'s sublayers depth-first in their tracked order."""
-  for child in layer._flatten_layers(include_self=False, recursive=False):  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  children = layer._flatten_layers(include_self=False, recursive=False)
+  for child in children:
     yield child
     if not isinstance(child, MaskedLayer):
       yield from _walk_layers(child)
@@ -257,7 +285,7 @@ def _check_graph_model(model):
         'layers with rigl_tf.layers.MaskedLayer directly.')
 
 
-def _copy_weights(source_model, target_model, unwrap):
+def _copy_weights(source_model, target_model):
   """Copies weights layer by layer (by name) from source to target."""
   targets = {layer.name: layer for layer in target_model.layers}
   for layer in source_model.layers:
@@ -265,7 +293,7 @@ def _copy_weights(source_model, target_model, unwrap):
       continue
     target = targets[layer.name]
     if isinstance(target, keras.Model) and isinstance(layer, keras.Model):
-      _copy_weights(layer, target, unwrap)
+      _copy_weights(layer, target)
     elif isinstance(target, MaskedLayer) and not isinstance(
         layer, MaskedLayer):
       target.layer.set_weights(layer.get_weights())
@@ -333,7 +361,7 @@ def sparsify(model, dense_layers: Iterable[str] = ()):
   if model.built:
     if not new_model.built:
       new_model.build(model.input_shape)
-    _copy_weights(model, new_model, unwrap=False)
+    _copy_weights(model, new_model)
   return new_model
 
 
@@ -352,7 +380,7 @@ def strip(model):
   if model.built:
     if not new_model.built:
       new_model.build(model.input_shape)
-    _copy_weights(model, new_model, unwrap=True)
+    _copy_weights(model, new_model)
   return new_model
 
 

@@ -66,6 +66,22 @@ class MaskedLayerTest(tf.test.TestCase, parameterized.TestCase):
     # Masks are weights of the wrapper, but not trainable ones.
     self.assertLen(wrapper.non_trainable_weights, len(mask_shapes))
 
+  def test_prune_registry_layers(self):
+    # Layers only TFMOT's prune registry knows: RNNs list their cells'
+    # kernels (is_maskable raised KeyError for them), BN lists nothing.
+    self.assertTrue(layers.is_maskable(keras.layers.LSTM(3)))
+    self.assertTrue(layers.is_maskable(keras.layers.Embedding(10, 4)))
+    self.assertFalse(layers.is_maskable(keras.layers.BatchNormalization()))
+    self.assertFalse(layers.is_maskable(keras.layers.MaxPooling2D()))
+    lstm = layers.MaskedLayer(keras.layers.LSTM(3))
+    lstm.build((None, 5, 2))
+    self.assertEqual([tuple(m.shape) for m in lstm.masks],
+                     [(2, 12), (3, 12)])
+    embedding = layers.MaskedLayer(keras.layers.Embedding(10, 4))
+    embedding.build((None, 7))
+    self.assertIs(embedding.prunable_weights[0], embedding.layer.embeddings)
+    self.assertEqual([tuple(m.shape) for m in embedding.masks], [(10, 4)])
+
   def test_depthwise_mask_is_on_depthwise_kernel(self):
     wrapper = layers.MaskedLayer(keras.layers.DepthwiseConv2D(3, name='dw'))
     wrapper.build((None, 8, 8, 5))

@@ -50,12 +50,43 @@ def top_n_mask(scores, n_ones):
   return tf.reshape(mask, tf.shape(scores))
 
 
-def stateless_noise(shape, seed, index, step=0, scale=1.0):
-  """Uniform [0, scale) noise keyed by (seed, step, layer index)."""
-  key = tf.stack([
+def top_n_mask_random_ties(scores, n_ones, key):
+  """`top_n_mask`, with exact ties broken in a random (stateless) order.
+
+  The scores are ranked in a random permutation keyed by `key`, so the
+  stable sort breaks exact ties at random instead of by position. No noise
+  is added to the scores: noise small enough not to reorder distinct
+  float32 scores is lost to rounding, so it could not break ties either.
+  Shapes stay static (XLA/TPU).
+
+  Args:
+    scores: float tensor of any shape.
+    n_ones: scalar int (Python or tensor), 0 <= n_ones <= size.
+    key: int64 [2], stateless RNG key (e.g. from `stateless_key`).
+
+  Returns:
+    float32 tensor of the same shape as `scores`.
+  """
+  flat = tf.reshape(scores, [-1])
+  size = tf.size(flat)
+  perm = tf.argsort(tf.random.stateless_uniform([size], seed=key),
+                    stable=True)
+  chosen = top_n_mask(tf.gather(flat, perm), n_ones)
+  return tf.reshape(tf.scatter_nd(perm[:, None], chosen, [size]),
+                    tf.shape(scores))
+
+
+def stateless_key(seed, index, step=0):
+  """Stateless RNG key (int64 [2]) of one layer: (seed, layer index, step)."""
+  return tf.stack([
       tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(index, tf.int64),
       tf.cast(step, tf.int64)
   ])
+
+
+def stateless_noise(shape, seed, index, step=0, scale=1.0):
+  """Uniform [0, scale) noise keyed by (seed, step, layer index)."""
+  key = stateless_key(seed, index, step)
   return tf.random.stateless_uniform(shape, seed=key) * scale
 
 
@@ -65,10 +96,20 @@ def random_mask(shape, n_ones, seed, index):
 
 
 def magnitude_mask(weight, n_ones, seed, index):
-  """Ones at the `n_ones` largest |weight|; ties broken by tiny noise."""
-  weight = tf.cast(weight, tf.float32)
-  noise = stateless_noise(weight.shape, seed, index, scale=1e-12)
-  return top_n_mask(tf.abs(weight) + noise, n_ones)
+  """Ones at the `n_ones` largest |weight|; ties broken at random.
+
+  Args:
+    weight: float tensor.
+    n_ones: scalar int (Python or tensor), 0 <= n_ones <= size.
+    seed: integer seed of the stateless RNG that orders exact ties.
+    index: the layer's index (`MaskedWeight.index`), also part of the key.
+
+  Returns:
+    float32 0/1 tensor of the same shape as `weight`.
+  """
+  return top_n_mask_random_ties(
+      tf.abs(tf.cast(weight, tf.float32)), n_ones,
+      stateless_key(seed, index))
 
 
 def get_layer_sparsities(model_or_weights, sparsity, distribution='erk',
@@ -130,15 +171,3 @@ def init_masks(model_or_weights, sparsities, seed=0, method='random'):
     counts[mw.name] = n_ones
   return counts
 
-
-def mask_stats(model_or_weights):
-  """Per-layer (ones, size, density) and overall density of the masks."""
-  per_layer = {}
-  total_ones = total = 0
-  for mw in masked_layers.get_masked_weights(model_or_weights):
-    ones = int(tf.math.count_nonzero(mw.mask))
-    per_layer[mw.name] = (ones, mw.size, ones / mw.size)
-    total_ones += ones
-    total += mw.size
-  overall = total_ones / total if total else 1.0
-  return per_layer, overall

@@ -54,6 +54,46 @@ class MasksTest(tf.test.TestCase, parameterized.TestCase):
     w = tf.constant([0.1, -5.0, 0.3, 2.0, -0.2])
     self.assertAllEqual(masks.magnitude_mask(w, 2, 0, 0), [0, 1, 0, 1, 0])
 
+  def test_magnitude_mask_breaks_ties_at_random(self):
+    tied = tf.constant([0.5] * 8)
+    results = set()
+    for seed, index in [(s, i) for s in range(2) for i in range(5)]:
+      mask = masks.magnitude_mask(tied, 2, seed, index).numpy()
+      self.assertEqual(int(mask.sum()), 2)
+      # The same key gives the same mask.
+      self.assertAllEqual(
+          mask, masks.magnitude_mask(tied, 2, seed, index).numpy())
+      results.add(tuple(mask.tolist()))
+    # Not always the lowest indices, as with noise below float32 precision.
+    self.assertGreater(len(results), 1)
+
+  def test_top_n_mask_random_ties_any_shape_under_xla(self):
+    scores = tf.constant([[1.0, 1.0, 3.0], [1.0, 0.0, 1.0]])
+
+    @tf.function(jit_compile=True)
+    def fn(n, key):
+      return masks.top_n_mask_random_ties(scores, n, key)
+
+    patterns = set()
+    for index in range(10):
+      key = masks.stateless_key(4, index)
+      mask = fn(tf.constant(3), key).numpy()
+      self.assertEqual(mask.shape, (2, 3))
+      # The 3.0 is always kept; two of the four tied 1.0s join it.
+      self.assertEqual(mask[0, 2], 1)
+      self.assertEqual(mask[1, 1], 0)
+      self.assertEqual(int(mask.sum()), 3)
+      self.assertAllEqual(mask, fn(tf.constant(3), key))
+      patterns.add(tuple(mask.ravel().tolist()))
+    self.assertGreater(len(patterns), 1)
+
+  def test_magnitude_mask_under_xla(self):
+    fn = tf.function(masks.magnitude_mask, jit_compile=True)
+    w = tf.constant([[0.1, -5.0], [0.3, 2.0]])
+    self.assertAllEqual(fn(w, tf.constant(2), 0, 0), [[0, 1], [0, 1]])
+    self.assertEqual(
+        int(tf.reduce_sum(fn(tf.fill([4, 4], 0.5), tf.constant(5), 1, 2))), 5)
+
   @parameterized.parameters('random', 'magnitude')
   def test_init_masks_counts_and_zeros(self, method):
     model = layers.sparsify(test_util.small_mlp(hidden=(40, 20)))

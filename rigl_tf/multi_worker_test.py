@@ -112,21 +112,30 @@ class MultiWorkerTest(tf.test.TestCase):
       weight = first[name.replace('/mask', '/weight')]
       self.assertEqual(np.count_nonzero(weight * (1 - first[name])), 0)
 
-  def test_train_eval_multi_worker(self):
+  def test_train_eval_multi_worker_and_resume(self):
     output_dir = self.create_tempdir().full_path
-    argv = [
-        sys.executable, os.path.join(ROOT, 'mnist', 'train_eval.py'),
-        '--gin_config=' + os.path.join(ROOT, 'configs', 'mnist',
-                                       'quickstart_digits.gin'),
-        f'--output_dir={output_dir}', '--strategy=multi_worker',
-        '--gin_bindings=train_eval.train_steps = 200',
-        '--gin_bindings=train_eval.log_every = 100',
-        '--gin_bindings=train_eval.checkpoint_every = 100']
-    results = _run_workers([argv, argv])
+
+    def argv(steps):
+      return [
+          sys.executable, os.path.join(ROOT, 'mnist', 'train_eval.py'),
+          '--gin_config=' + os.path.join(ROOT, 'configs', 'mnist',
+                                         'quickstart_digits.gin'),
+          f'--output_dir={output_dir}', '--strategy=multi_worker',
+          f'--gin_bindings=train_eval.train_steps = {steps}',
+          '--gin_bindings=train_eval.log_every = 100',
+          '--gin_bindings=train_eval.checkpoint_every = 100']
+
+    for rc, _, err in _run_workers([argv(100), argv(100)]):
+      self.assertEqual(rc, 0, err[-3000:])
+    # Both workers resume from the chief's checkpoint (worker 1's scratch
+    # copy is gone), so they stay in step and finish.
+    results = _run_workers([argv(200), argv(200)])
     for rc, out, err in results:
       self.assertEqual(rc, 0, err[-3000:])
       self.assertIn('replicas=2', out)
+      self.assertIn(f'Resumed from {output_dir}/ckpt-100 at step 100.', out)
       self.assertIn('Final test accuracy', out)
+      self.assertIn('(360 examples)', out)
     # Only worker 0 (the chief) leaves files; worker 1's scratch is gone.
     self.assertEqual(tf.train.latest_checkpoint(output_dir),
                      os.path.join(output_dir, 'ckpt-200'))

@@ -39,6 +39,7 @@ Usage, with `model.fit` or a custom loop:
   model.compile(optimizer=optimizer, loss=...)
 """
 
+from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
@@ -57,12 +58,17 @@ class _UnwrapPreventer:
     self.value = value
 
 
+@keras.utils.register_keras_serializable(package='rigl_tf')
 class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
                       keras.optimizers.Optimizer):
   """Keeps masked weights at zero and runs a `MaskUpdater`.
 
   Checkpoints like the wrapped optimizer (its slots and iterations); the
   updater's state is tracked under the wrapped optimizer as `mask_updater`.
+
+  `model.save('m.keras')` works: the config holds the wrapped optimizer and
+  the updater's method name. The link to the model cannot be serialised, so
+  loading gives back the wrapped optimizer (see `from_config`).
   """
 
   @tf.__internal__.tracking.no_automatic_dependency_tracking
@@ -158,10 +164,37 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
     return self._optimizer.compute_gradients(loss, var_list, tape=tape)
 
   def get_config(self):
-    raise NotImplementedError(
-        'SparseOptimizer is not serialised into model configs: it refers to '
-        'the model it trains. Save the model (masks included) and the '
-        'optimizer state with tf.train.Checkpoint.')
+    """The serialised wrapped optimizer and the updater's method name."""
+    return {
+        'inner_optimizer': keras.optimizers.serialize(self._optimizer),
+        'method': getattr(self._updater, 'method_name',
+                          type(self._updater).__name__),
+    }
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    """Returns the deserialised *wrapped* optimizer, not a SparseOptimizer.
+
+    A SparseOptimizer refers to the model it trains, which its config cannot
+    hold. The masks are restored with the model's weights; for mask updates
+    (and for keeping masked weights at zero), wrap the returned optimizer
+    again: `SparseOptimizer(inner, model, updater)`.
+
+    Args:
+      config: the output of `get_config`.
+      custom_objects: passed to `keras.optimizers.deserialize`.
+
+    Returns:
+      The wrapped tf_keras optimizer.
+    """
+    logging.warning(
+        'Loaded a SparseOptimizer (method %r) as its wrapped optimizer: the '
+        'masks are restored with the model, but to keep masked weights at '
+        'zero and update the masks, recompile with '
+        'rigl_tf.optimizers.SparseOptimizer(inner, model, updater).',
+        config.get('method'))
+    return keras.optimizers.deserialize(
+        config['inner_optimizer'], custom_objects=custom_objects)
 
   def apply_gradients(self, grads_and_vars, skip_gradients_aggregation=False,
                       **kwargs):
@@ -250,6 +283,16 @@ def _multiply_by_mask(weight, mask):
   return weight.assign(weight * tf.cast(mask, weight.dtype), read_value=False)
 
 
+# Lists of the tf_keras optimizer base class that are not slot lists.
+_NON_SLOT_LISTS = frozenset({
+    '_variables',
+    '_trainable_variables',
+    '_model_variables_moving_average',  # EMA copies (use_ema=True).
+    '_exclude_from_weight_decay',  # Variable keys.
+    '_exclude_from_weight_decay_names',  # Strings.
+})
+
+
 def get_slot_variables(optimizer, variable):
   """The wrapped optimizer's slot variables (momentum, m, v, ...) of `variable`.
 
@@ -270,14 +313,17 @@ def get_slot_variables(optimizer, variable):
   index_dict = getattr(optimizer, '_index_dict', None)
   if not index_dict:
     return []
-  index = index_dict.get(optimizer._var_key(variable))  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  index = index_dict.get(optimizer._var_key(variable))
   if index is None:
     return []
   slots = []
   # Every list attribute holding one variable per built model variable is a
-  # slot list (SGD: momentums; Adam: _momentums, _velocities; ...).
+  # slot list (SGD: momentums; Adam: _momentums, _velocities; ...), except
+  # the base class's own lists: all variables, and the EMA copies of the
+  # model variables (use_ema=True), which are not slots.
   for name, value in sorted(vars(optimizer).items()):
-    if name in ('_variables', '_trainable_variables'):
+    if name in _NON_SLOT_LISTS:
       continue
     if (isinstance(value, list) and len(value) == len(index_dict)
         and value and all(isinstance(v, tf.Variable) for v in value)):

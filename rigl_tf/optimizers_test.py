@@ -13,6 +13,8 @@
 # limitations under the License.
 """Tests for SparseOptimizer: the invariant, slots, model.fit, replicas."""
 
+import os
+
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
@@ -141,10 +143,68 @@ class SparseOptimizerTest(tf.test.TestCase, parameterized.TestCase):
                     layers.get_masked_weights(model_2)):
       self.assertAllEqual(a.mask, b.mask)
       self.assertAllEqual(a.weight, b.weight)
-    # Slots come back once the optimizer builds them on the next step.
+    # Restoration of the slots is deferred until the optimizer creates them:
+    # build (no step, which would change them) and compare bitwise.
+    optimizer_2.build(model_2.trainable_variables)
+    self.assertEqual(int(optimizer_2.iterations.numpy()), 5)
+    num_slots = 0
+    for a, b in zip(model.trainable_variables, model_2.trainable_variables):
+      slots = optimizers.get_slot_variables(optimizer, a)
+      slots_2 = optimizers.get_slot_variables(optimizer_2, b)
+      self.assertLen(slots, 1)
+      self.assertLen(slots_2, 1)
+      for slot, slot_2 in zip(slots, slots_2):
+        self.assertGreater(np.count_nonzero(slot.numpy()), 0)
+        self.assertAllEqual(slot, slot_2)
+        num_slots += 1
+    self.assertEqual(num_slots, len(model.trainable_variables))
     test_util.train(strategy, model_2, optimizer_2, test_util.random_data(1))
     self.assertEqual(int(optimizer_2.iterations.numpy()), 6)
 
+  def test_slot_variables_exclude_ema_copies(self):
+    model, optimizer = test_util.build_sparse(
+        tf.distribute.get_strategy(), test_util.small_mlp, 0.5,
+        lambda: keras.optimizers.SGD(0.05, momentum=0.9, use_ema=True))
+    test_util.train(tf.distribute.get_strategy(), model, optimizer,
+                    test_util.random_data(2))
+    inner = optimizer.inner_optimizer
+    for i, variable in enumerate(model.trainable_variables):
+      slots = optimizers.get_slot_variables(optimizer, variable)
+      self.assertLen(slots, 1)
+      self.assertIs(slots[0], inner.momentums[i])
+      self.assertIsNot(slots[0], inner._model_variables_moving_average[i])
+
+  def test_save_and_load_keras_model(self):
+    model, optimizer = test_util.build_sparse(
+        tf.distribute.get_strategy(), test_util.small_mlp, 0.8,
+        OPTIMIZERS['sgd_momentum'])
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True))
+    model.fit(test_util.random_data(2), epochs=1, verbose=0)
+    config = optimizer.get_config()
+    self.assertEqual(config['method'], 'static')
+    self.assertEqual(config['inner_optimizer']['class_name'], 'SGD')
+    path = os.path.join(self.get_temp_dir(), 'sparse.keras')
+    model.save(path)
+    with self.assertLogs(level='WARNING') as logs:
+      loaded = keras.models.load_model(path)
+    self.assertIn('SparseOptimizer(inner, model, updater)',
+                  '\n'.join(logs.output))
+    # The wrapped optimizer comes back, with its state.
+    self.assertIsInstance(loaded.optimizer, keras.optimizers.SGD)
+    self.assertEqual(int(loaded.optimizer.iterations.numpy()), 2)
+    self.assertAllClose(loaded.optimizer.momentum, 0.9)
+    saved = layers.get_masked_weights(model)
+    restored = layers.get_masked_weights(loaded)
+    self.assertEqual([w.name for w in restored], [w.name for w in saved])
+    for a, b in zip(saved, restored):
+      self.assertAllEqual(a.mask, b.mask)
+      self.assertAllEqual(a.weight, b.weight)
+    for a, b in zip(model.trainable_variables, loaded.trainable_variables):
+      self.assertAllEqual(
+          optimizers.get_slot_variables(optimizer, a)[0],
+          optimizers.get_slot_variables(loaded.optimizer, b)[0])
 
 if __name__ == '__main__':
   tf.test.main()

@@ -53,12 +53,32 @@ def get_strategy(name='default', tpu=None):
                    f'{", ".join(STRATEGIES)}.')
 
 
+def is_chief_task(task_type, task_id, cluster_has_chief):
+  """Whether a task writes the run's files (TF's multi-worker convention).
+
+  The 'chief' task when the cluster has one, else worker 0; a process with
+  no task (single machine) is its own chief.
+  """
+  if task_type is None or task_type == 'chief':
+    return True
+  return task_type == 'worker' and task_id == 0 and not cluster_has_chief
+
+
 def is_chief(strategy):
   """Whether this process writes checkpoints, summaries and reports."""
   resolver = getattr(strategy, 'cluster_resolver', None)
   if resolver is None or not isinstance(
       strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return True
-  task_type, task_id = resolver.task_type, resolver.task_id
-  return task_type is None or task_type == 'chief' or (
-      task_type == 'worker' and task_id == 0)
+  cluster = resolver.cluster_spec().as_dict()
+  return is_chief_task(resolver.task_type, resolver.task_id,
+                       'chief' in cluster)
+
+
+def silences_start_up(name):
+  """Whether device start-up logs may be hidden for strategy `name`.
+
+  Multi-worker and TPU start-up can fail in native code (unreachable peers,
+  no TPU): their logs stay visible.
+  """
+  return name in ('default', 'mirrored')

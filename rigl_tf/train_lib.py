@@ -32,7 +32,6 @@ import datetime
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from typing import Callable, Optional, Sequence
@@ -208,7 +207,8 @@ class _Run:
 
 
 def _check_config(mode, method, sparsity, distribution, train_steps,
-                  batch_size, output_dir, strategy_name):
+                  batch_size, output_dir, strategy_name, intervals,
+                  jit_compile):
   if mode not in MODES:
     raise UserError(f'Unknown --mode={mode!r}; choose one of '
                     f'{", ".join(MODES)}.')
@@ -226,8 +226,37 @@ def _check_config(mode, method, sparsity, distribution, train_steps,
         f'{", ".join(distributions.DISTRIBUTIONS)}.')
   if train_steps <= 0 or batch_size <= 0:
     raise UserError('train_steps and batch_size must be positive.')
+  for name, value in intervals.items():
+    if value < (0 if name == 'eval_every' else 1):
+      raise UserError(f'train_eval.{name} must be positive, got {value}.')
+  if jit_compile and strategy_name in ('mirrored', 'multi_worker'):
+    raise UserError(
+        'train_eval.jit_compile needs --strategy=default or tpu: the '
+        'cross-replica step of mirrored strategies cannot run inside XLA.')
   if not output_dir:
     raise UserError('--output_dir is required.')
+
+
+def _restore(checkpoint, path):
+  """Restores `path` into `checkpoint`; a mismatch is a `UserError`."""
+  try:
+    status = checkpoint.restore(path)
+    status.assert_existing_objects_matched()
+  except (AssertionError, ValueError) as e:
+    reason = ' '.join(str(e).split())[:300]
+    raise UserError(
+        f'checkpoint {path} does not match the configured model ({reason}). '
+        'Use the gin config it was trained with (its operative_config.gin), '
+        'or another --output_dir.') from e
+  return status
+
+
+def _remove_tree(path):
+  """Removes a directory, local or remote (gs://); gone already is fine."""
+  try:
+    tf.io.gfile.rmtree(path)
+  except tf.errors.NotFoundError:
+    pass
 
 
 def _build(strategy, info, model_fn, method, sparsity, distribution,
@@ -512,9 +541,13 @@ def train_eval(output_dir: Optional[str],
   Raises:
     UserError: on bad input, a missing checkpoint or dataset, a NaN loss.
   """
-  _check_config(mode, method, sparsity, distribution, train_steps, batch_size,
-                output_dir if mode != 'eval_once' or not eval_once_ckpt
-                else eval_once_ckpt, strategy_name)
+  _check_config(
+      mode, method, sparsity, distribution, train_steps, batch_size,
+      output_dir if mode != 'eval_once' or not eval_once_ckpt
+      else eval_once_ckpt, strategy_name,
+      dict(log_every=log_every, checkpoint_every=checkpoint_every,
+           eval_every=eval_every, keep_checkpoints=keep_checkpoints),
+      jit_compile)
   if model_fn is None:
     raise UserError('no model: bind train_eval.model_fn (e.g. '
                     '"train_eval.model_fn = @lenet_300_100") in a gin config.')
@@ -522,10 +555,14 @@ def train_eval(output_dir: Optional[str],
     ckpt_path = _resolve_checkpoint(eval_once_ckpt, output_dir)
   try:
     # First: multi-worker collectives must be set up before any op runs.
-    # Device start-up prints native CUDA/oneDNN notices: keep them quiet.
-    with quiet_lib.native_stderr_silenced():
+    # Device start-up prints native CUDA/oneDNN notices: keep them quiet,
+    # but not where start-up can fail natively (peers, TPUs).
+    if strategies.silences_start_up(strategy_name):
+      with quiet_lib.native_stderr_silenced():
+        strategy = strategies.get_strategy(strategy_name, tpu)
+        tf.config.list_logical_devices()
+    else:
       strategy = strategies.get_strategy(strategy_name, tpu)
-      tf.config.list_logical_devices()
   except ValueError as e:
     raise UserError(str(e)) from e
   if batch_size % strategy.num_replicas_in_sync:
@@ -547,7 +584,7 @@ def train_eval(output_dir: Optional[str],
   say = (lambda *a: None) if quiet else _print
 
   if mode == 'eval_once':
-    tf.train.Checkpoint(model=model).restore(ckpt_path).expect_partial()
+    _restore(tf.train.Checkpoint(model=model), ckpt_path).expect_partial()
     accuracy, count = evaluate()
     flops_numbers, _ = flops_report(model, updater, train_steps)
     report = {'checkpoint': ckpt_path, 'accuracy': accuracy,
@@ -572,27 +609,39 @@ def train_eval(output_dir: Optional[str],
     ckpt_dir = os.path.join(output_dir, '.worker_tmp',
                             str(strategy.cluster_resolver.task_id))
 
-  train_ds = data.get_dataset(dataset, 'train', batch_size, training=True,
-                              data_dir=data_dir, preprocess_fn=preprocess_fn,
-                              seed=seed)
+  def train_iterator_for(data_seed):
+    train_ds = data.get_dataset(dataset, 'train', batch_size, training=True,
+                                data_dir=data_dir,
+                                preprocess_fn=preprocess_fn, seed=data_seed)
+    if _uses_distributed_dataset(strategy):
+      return iter(strategy.experimental_distribute_dataset(train_ds))
+    return iter(train_ds)
+
   with strategy.scope():
     metrics = {'loss': keras.metrics.Mean(),
                'accuracy': keras.metrics.SparseCategoricalAccuracy()}
   trackables = dict(model=model, optimizer=optimizer)
-  if _uses_distributed_dataset(strategy):
-    # Not checkpointable: a resumed TPU run starts the data order afresh.
-    train_iterator = iter(strategy.experimental_distribute_dataset(train_ds))
-  else:
-    train_iterator = iter(train_ds)
+  # Small datasets: the input position is saved and a resumed run continues
+  # the exact data order. Large ones (and TPU's distributed iterators, which
+  # cannot be saved): a resumed run reshuffles with a step-dependent seed.
+  train_iterator = None
+  if (data.checkpoint_input_position(info)
+      and not _uses_distributed_dataset(strategy)):
+    train_iterator = train_iterator_for(seed)
     trackables['train_iterator'] = train_iterator
   checkpoint = tf.train.Checkpoint(**trackables)
   manager = tf.train.CheckpointManager(
       checkpoint, ckpt_dir, max_to_keep=keep_checkpoints,
       step_counter=optimizer.iterations)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint)
-    say(f'Resumed from {manager.latest_checkpoint} at step '
-        f'{int(optimizer.iterations.numpy())}.')
+  # Every worker resumes from the chief's checkpoint: the scratch copies of
+  # the others may lag behind and are deleted after a run.
+  latest = tf.train.latest_checkpoint(output_dir)
+  if latest:
+    _restore(checkpoint, latest)
+    say(f'Resumed from {latest} at step {int(optimizer.iterations.numpy())}.')
+  if train_iterator is None:
+    train_iterator = train_iterator_for(
+        seed + 1_000_003 * int(optimizer.iterations.numpy()))
   train_loop = _make_train_loop(strategy, model, optimizer, info.num_classes,
                                 batch_size, label_smoothing, metrics,
                                 jit_compile)
@@ -622,10 +671,10 @@ def train_eval(output_dir: Optional[str],
     step = int(optimizer.iterations.numpy())
     last_loss = float(metrics['loss'].result())
     if not math.isfinite(last_loss):
-      latest = manager.latest_checkpoint
+      latest = tf.train.latest_checkpoint(output_dir)
       if latest is None and created_output_dir and chief:
         # Nothing good was produced: leave no output behind.
-        shutil.rmtree(output_dir, ignore_errors=True)
+        _remove_tree(output_dir)
       raise UserError(
           f'loss is {last_loss} at step {step}: training diverged. Lower the '
           'learning rate (make_optimizer.learning_rate) or check the data; '
@@ -655,6 +704,10 @@ def train_eval(output_dir: Optional[str],
       metrics['loss'].reset_state()
       metrics['accuracy'].reset_state()
     if step % checkpoint_every == 0 or step == train_steps:
+      bad = masked_layers.check_invariant(model) if updater.sparse else []
+      if bad:  # A library bug, never a user's: do not save such a model.
+        raise UserError(f'mask invariant violated at step {step} in {bad}; '
+                        'please report this.')
       manager.save(checkpoint_number=step)
     if mode == 'train_and_eval' and eval_every and step % eval_every == 0:
       accuracy, _ = evaluate()
@@ -662,12 +715,9 @@ def train_eval(output_dir: Optional[str],
       with eval_writer.as_default(step=step):
         tf.summary.scalar('accuracy', accuracy)
 
-  bad = masked_layers.check_invariant(model) if updater.sparse else []
-  if bad:
-    raise UserError(f'mask invariant violated after training in {bad}.')
   flops_numbers, flops_table = flops_report(model, updater, train_steps)
   report = {'step': step, 'method': method, 'dataset': dataset,
-            'loss': last_loss,
+            'loss': last_loss if math.isfinite(last_loss) else None,
             'masks': sparsity_report(model, planned), **flops_numbers}
   if updater.sparse:
     # In-Time Over-Parameterization: the fraction of the masked weights that
@@ -697,10 +747,12 @@ def train_eval(output_dir: Optional[str],
       f.write(gin.operative_config_str())
     _write_json(os.path.join(output_dir, 'report.json'), report)
   else:
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    _remove_tree(ckpt_dir)
+    scratch = os.path.dirname(ckpt_dir)
     try:  # The last worker out removes the empty scratch parent.
-      os.rmdir(os.path.dirname(ckpt_dir))
-    except OSError:
+      if not tf.io.gfile.listdir(scratch):
+        _remove_tree(scratch)
+    except tf.errors.NotFoundError:
       pass
   return report
 

@@ -193,6 +193,73 @@ class ResumeTest(tf.test.TestCase):
     self.assertLess(np.abs(before[kernel] - after[kernel]).max(), 0.5)
 
 
+class ExactResumeTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.parameters('default', 'mirrored')
+  def test_interrupted_run_equals_uninterrupted_run(self, strategy):
+    # RigL, so that updater state (ever-active masks, drop fraction) must be
+    # restored too; a constant learning rate, so that a shorter first run
+    # has the same schedule.
+    bindings = ["train_eval.method = 'rigl'", 'train_eval.sparsity = 0.9',
+                "make_optimizer.schedule = 'constant'",
+                'RigL.update_frequency = 15', 'RigL.end_step = 90',
+                'train_eval.checkpoint_every = 60', 'train_eval.log_every = 10']
+    straight = self.create_tempdir().full_path
+    _configure('train_eval.train_steps = 120', *bindings)
+    train_lib.train_eval(output_dir=straight, strategy_name=strategy,
+                         mode='train')
+    resumed = self.create_tempdir().full_path
+    _configure('train_eval.train_steps = 60', *bindings)
+    train_lib.train_eval(output_dir=resumed, strategy_name=strategy,
+                         mode='train')
+    _configure('train_eval.train_steps = 120', *bindings)
+    train_lib.train_eval(output_dir=resumed, strategy_name=strategy,
+                         mode='train')
+    reader_a = tf.train.load_checkpoint(straight)
+    reader_b = tf.train.load_checkpoint(resumed)
+    names = [n for n in reader_a.get_variable_to_shape_map()
+             if n.startswith(('model/', 'optimizer/'))]
+    self.assertEqual(sorted(names), sorted(
+        n for n in reader_b.get_variable_to_shape_map()
+        if n.startswith(('model/', 'optimizer/'))))
+    # Masks, weights, momentum slots, step and updater state: bit for bit.
+    self.assertTrue(any('optimizer/_variables/' in n for n in names))
+    self.assertTrue(any('mask_updater/_ever_active' in n for n in names))
+    for name in names:
+      self.assertAllEqual(reader_a.get_tensor(name), reader_b.get_tensor(name),
+                          msg=name)
+
+
+class ConfigErrorsTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_checkpoint_of_another_model_is_refused(self):
+    output_dir = self.create_tempdir().full_path
+    _configure('train_eval.train_steps = 20', 'train_eval.log_every = 10',
+               'train_eval.checkpoint_every = 20')
+    train_lib.train_eval(output_dir=output_dir, mode='train')
+    _configure("train_eval.method = 'dense'")
+    with self.assertRaisesRegex(train_lib.UserError,
+                                'does not match the configured model'):
+      train_lib.train_eval(output_dir=output_dir, mode='eval_once')
+    _configure('lenet_300_100.hidden = (50,)')  # Resuming another model.
+    with self.assertRaisesRegex(train_lib.UserError,
+                                'does not match the configured model'):
+      train_lib.train_eval(output_dir=output_dir, mode='train')
+
+  @parameterized.parameters(
+      ('train_eval.log_every = 0', 'log_every must be positive'),
+      ('train_eval.checkpoint_every = -5', 'checkpoint_every must be'),
+      ('train_eval.jit_compile = True', 'jit_compile needs'),
+      ('train_eval.batch_size = 33', 'divisible by the 2 replicas'),
+  )
+  def test_bad_value_before_any_output(self, binding, message):
+    output_dir = os.path.join(self.create_tempdir().full_path, 'run')
+    _configure(binding)
+    with self.assertRaisesRegex(train_lib.UserError, message):
+      train_lib.train_eval(output_dir=output_dir, strategy_name='mirrored')
+    self.assertFalse(os.path.exists(output_dir))
+
+
 class BadInputTest(parameterized.TestCase):
 
   @parameterized.named_parameters(

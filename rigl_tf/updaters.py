@@ -269,20 +269,6 @@ class DenseTraining(MaskUpdater):
   sparse = False
 
 
-def _top_n_random_ties(scores, n_ones, key):
-  """`masks.top_n_mask` of a flat vector, ties broken by a random order.
-
-  The scores are ranked in a random (stateless) permutation, so the stable
-  sort breaks exact ties at random instead of by position, and no noise is
-  added to the scores themselves.
-  """
-  size = tf.size(scores)
-  perm = tf.argsort(tf.random.stateless_uniform([size], seed=key),
-                    stable=True)
-  chosen = masks_lib.top_n_mask(tf.gather(scores, perm), n_ones)
-  return tf.scatter_nd(perm[:, None], chosen, [size])
-
-
 @tf.function(jit_compile=True)
 def drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
   """Drop/grow of one layer: the XLA-compiled core of `DropGrowUpdater`.
@@ -317,9 +303,9 @@ def drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
       tf.random.experimental.stateless_split(key, num=3))
   n_keep = tf.cast(tf.reduce_sum(old), tf.int32) - n_drop
   # Inactive positions score below every |w|: they are never kept.
-  kept = _top_n_random_ties(
+  kept = masks_lib.top_n_mask_random_ties(
       tf.where(old > 0, tf.abs(values), -1.0), n_keep, drop_key)
-  grown = _top_n_random_ties(
+  grown = masks_lib.top_n_mask_random_ties(
       tf.where(kept > 0, -float('inf'), score), n_grow, grow_key)
   new_mask = kept + grown
   new = grown * (1.0 - old)
