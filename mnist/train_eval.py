@@ -15,7 +15,8 @@ r"""Trains and evaluates sparse LeNets on MNIST or the offline digits data.
 
   python mnist/train_eval.py --gin_config=configs/mnist/static_erk.gin \
       --output_dir=/tmp/mnist_static_erk
-  python mnist/train_eval.py --mode=eval_once --output_dir=/tmp/mnist_static_erk \
+  python mnist/train_eval.py --mode=eval_once \
+      --output_dir=/tmp/mnist_static_erk \
       --gin_config=configs/mnist/static_erk.gin
 
 Models (bind `train_eval.model_fn`): @lenet_300_100, @lenet5.

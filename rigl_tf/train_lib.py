@@ -251,6 +251,12 @@ def _restore(checkpoint, path):
   return status
 
 
+def _has_input_position(path):
+  """Whether checkpoint `path` saved the input pipeline's position."""
+  names = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+  return any(name.startswith('train_iterator/') for name in names)
+
+
 def _remove_tree(path):
   """Removes a directory, local or remote (gs://); gone already is fine."""
   try:
@@ -620,24 +626,31 @@ def train_eval(output_dir: Optional[str],
   with strategy.scope():
     metrics = {'loss': keras.metrics.Mean(),
                'accuracy': keras.metrics.SparseCategoricalAccuracy()}
-  trackables = dict(model=model, optimizer=optimizer)
   # Small datasets: the input position is saved and a resumed run continues
-  # the exact data order. Large ones (and TPU's distributed iterators, which
-  # cannot be saved): a resumed run reshuffles with a step-dependent seed.
-  train_iterator = None
-  if (data.checkpoint_input_position(info)
-      and not _uses_distributed_dataset(strategy)):
-    train_iterator = train_iterator_for(seed)
-    trackables['train_iterator'] = train_iterator
-  checkpoint = tf.train.Checkpoint(**trackables)
-  manager = tf.train.CheckpointManager(
-      checkpoint, ckpt_dir, max_to_keep=keep_checkpoints,
-      step_counter=optimizer.iterations)
+  # the exact data order. Large ones, TPU's distributed iterators and
+  # pipelines that cannot be serialised (py_function): a resumed run
+  # reshuffles with a step-dependent seed.
   # Every worker resumes from the chief's checkpoint: the scratch copies of
   # the others may lag behind and are deleted after a run.
   latest = tf.train.latest_checkpoint(output_dir)
+  train_iterator = None
+  if (data.checkpoint_input_position(info)
+      and not _uses_distributed_dataset(strategy)
+      and (latest is None or _has_input_position(latest))):
+    train_iterator = train_iterator_for(seed)
+
+  def make_manager(iterator):
+    trackables = dict(model=model, optimizer=optimizer)
+    if iterator is not None:
+      trackables['train_iterator'] = iterator
+    return tf.train.CheckpointManager(
+        tf.train.Checkpoint(**trackables), ckpt_dir,
+        max_to_keep=keep_checkpoints, step_counter=optimizer.iterations)
+
+  saving_input_position = train_iterator is not None
+  manager = make_manager(train_iterator)
   if latest:
-    _restore(checkpoint, latest)
+    _restore(manager.checkpoint, latest)
     say(f'Resumed from {latest} at step {int(optimizer.iterations.numpy())}.')
   if train_iterator is None:
     train_iterator = train_iterator_for(
@@ -657,8 +670,9 @@ def train_eval(output_dir: Optional[str],
   step = int(optimizer.iterations.numpy())
   interval_step, interval_time = step, time.time()
   say(f'Training {model.name} on {dataset} '
-      f'({info.num_train_examples or "?"} examples): method={method} sparsity={sparsity} '
-      f'distribution={distribution} steps={train_steps} batch={batch_size} '
+      f'({info.num_train_examples or "?"} examples): method={method} '
+      f'sparsity={sparsity} distribution={distribution} '
+      f'steps={train_steps} batch={batch_size} '
       f'replicas={strategy.num_replicas_in_sync}')
   last_loss = float('nan')
   while step < train_steps:
@@ -708,7 +722,19 @@ def train_eval(output_dir: Optional[str],
       if bad:  # A library bug, never a user's: do not save such a model.
         raise UserError(f'mask invariant violated at step {step} in {bad}; '
                         'please report this.')
-      manager.save(checkpoint_number=step)
+      try:
+        manager.save(checkpoint_number=step)
+      except (tf.errors.FailedPreconditionError,
+              tf.errors.UnimplementedError) as e:
+        if not saving_input_position:
+          raise
+        logging.warning(
+            'The input pipeline cannot be saved (%s); checkpoints keep the '
+            'model and optimizer, and a resumed run reshuffles the data.',
+            str(e).splitlines()[0])
+        saving_input_position = False
+        manager = make_manager(None)
+        manager.save(checkpoint_number=step)
     if mode == 'train_and_eval' and eval_every and step % eval_every == 0:
       accuracy, _ = evaluate()
       say(f'step {step}: test accuracy {accuracy:.4%}')

@@ -189,7 +189,8 @@ class ResumeTest(tf.test.TestCase):
       if 'mask' in name:  # Static masks: restored, then unchanged.
         self.assertAllEqual(before[name], after[name], msg=name)
     # Weights continued from the checkpoint: 100 small steps away.
-    kernel = 'model/layer_with_weights-0/layer/kernel/.ATTRIBUTES/VARIABLE_VALUE'
+    kernel = ('model/layer_with_weights-0/layer/kernel/.ATTRIBUTES/'
+              'VARIABLE_VALUE')
     self.assertLess(np.abs(before[kernel] - after[kernel]).max(), 0.5)
 
 
