@@ -246,9 +246,9 @@ class MaskedLayerTest(tf.test.TestCase):
 
   def test_mirrored_masks(self):
     from rigl_tf import layers  # pylint: disable=g-import-not-at-top
+    from rigl_tf import test_util  # pylint: disable=g-import-not-at-top
     # conftest.py splits the CPU into two logical devices.
-    devices = [d.name for d in tf.config.list_logical_devices('CPU')]
-    with tf.distribute.MirroredStrategy(devices).scope():
+    with test_util.two_replica_strategy().scope():
       model = layers.sparsify(_small_model())
     conv = model.get_layer('conv')
     self._set_conv_mask(conv, 54)

@@ -39,9 +39,9 @@ def get_strategy(name='default', tpu=None):
     return tf.distribute.get_strategy()
   if name == 'mirrored':
     if tf.config.list_logical_devices('GPU'):
-      return tf.distribute.MirroredStrategy()
-    cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
-    return tf.distribute.MirroredStrategy(cpus)
+      return mirrored_strategy()
+    return mirrored_strategy(
+        [d.name for d in tf.config.list_logical_devices('CPU')])
   if name == 'multi_worker':
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == 'tpu':
@@ -51,6 +51,26 @@ def get_strategy(name='default', tpu=None):
     return tf.distribute.TPUStrategy(resolver)
   raise ValueError(f'Unknown strategy {name!r}; choose one of '
                    f'{", ".join(STRATEGIES)}.')
+
+
+def mirrored_strategy(devices=None):
+  """A `MirroredStrategy` whose collectives cannot meet another one's.
+
+  TensorFlow numbers the collective groups of every `MirroredStrategy` in a
+  process from the same start, so a second strategy (a test suite, a
+  notebook that builds two models) can be matched with the first one's
+  cached collective instances ("Shape mismatch in the collective instance"),
+  which aborts every later collective of the process. Each strategy made
+  here gets its own range of keys, as TensorFlow's own tests do.
+
+  Args:
+    devices: device names; None: all local GPUs (or the CPU).
+
+  Returns:
+    A `tf.distribute.MirroredStrategy`.
+  """
+  tf.distribute.MirroredStrategy._collective_key_base += 100_000  # pylint: disable=protected-access
+  return tf.distribute.MirroredStrategy(devices)
 
 
 def is_chief_task(task_type, task_id, cluster_has_chief):

@@ -20,6 +20,7 @@ import tf_keras as keras
 from rigl_tf import layers
 from rigl_tf import masks
 from rigl_tf import optimizers
+from rigl_tf import strategies
 
 
 def two_replica_strategy():
@@ -27,7 +28,7 @@ def two_replica_strategy():
   cpus = tf.config.list_logical_devices('CPU')
   if len(cpus) < 2:
     raise RuntimeError('Tests need 2 logical CPU devices (see conftest.py).')
-  return tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+  return strategies.mirrored_strategy([d.name for d in cpus[:2]])
 
 
 def small_mlp(input_shape=(8, 8, 1), hidden=(32, 16), num_classes=10,
