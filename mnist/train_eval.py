@@ -33,7 +33,10 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 from rigl_tf import quiet  # noqa: E402  (imports no TensorFlow)
 
 with quiet.native_stderr_silenced():
-  import tensorflow  # noqa: F401
+  import tensorflow as tf
+  # Probe CUDA now (absl init callbacks of TensorFlow would, loudly). Only
+  # physical devices: the runtime stays uninitialised for multi-worker.
+  tf.config.list_physical_devices('GPU')
 
 from absl import app  # noqa: E402
 
