@@ -68,6 +68,14 @@ Command line, e.g.:
       --method=rigl --update_frequency=100 [--json]
 """
 
+if __name__ == '__main__':
+  # Command line: hide TensorFlow's native start-up notices (see quiet.py),
+  # so that output and errors are ours alone. Importers are not affected.
+  from rigl_tf import quiet as _quiet
+  with _quiet.native_stderr_silenced():
+    import tensorflow as _tf
+    _tf.config.list_physical_devices('GPU')
+
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
