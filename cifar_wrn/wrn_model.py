@@ -36,16 +36,11 @@ from collections.abc import Sequence
 import tensorflow as tf
 import tf_keras as keras
 
+from rigl_tf import regularizers
+
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
 
-
-def _regularizer(weight_decay: float):
-  # Coefficient of (weight_decay / 2) * sum(w ** 2): the TF1 `l2_loss`
-  # convention of the RigL code (the penalty's gradient is weight_decay * w).
-  if not weight_decay:
-    return None
-  return keras.regularizers.L2(weight_decay / 2.0)
 
 
 def _conv(x, filters, kernel_size, name, weight_decay, strides=1):
@@ -56,7 +51,7 @@ def _conv(x, filters, kernel_size, name, weight_decay, strides=1):
       padding='same',
       use_bias=False,
       kernel_initializer='he_normal',
-      kernel_regularizer=_regularizer(weight_decay),
+      kernel_regularizer=regularizers.weight_decay_l2(weight_decay),
       name=name)(x)
 
 
@@ -125,7 +120,8 @@ def wide_resnet(depth: int,
   x = _relu(x, 'post_relu')
   x = keras.layers.GlobalAveragePooling2D(name='avg_pool')(x)
   outputs = keras.layers.Dense(
-      num_classes, kernel_regularizer=_regularizer(weight_decay),
+      num_classes,
+      kernel_regularizer=regularizers.weight_decay_l2(weight_decay),
       name='fc')(x)
   return keras.Model(inputs, outputs, name=name or f'wrn_{depth}_{width}')
 
@@ -231,6 +227,6 @@ def resnet20(num_classes: int = 10,
   outputs = keras.layers.Dense(
       num_classes,
       use_bias=fc_use_bias,
-      kernel_regularizer=_regularizer(weight_decay),
+      kernel_regularizer=regularizers.weight_decay_l2(weight_decay),
       name='fc')(x)
   return keras.Model(inputs, outputs, name=name or 'resnet20')

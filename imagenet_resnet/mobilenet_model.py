@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import tf_keras as keras
 
+from rigl_tf import regularizers
+
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-3
 
@@ -38,12 +40,6 @@ _V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
 _V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
               (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
-
-def _regularizer(weight_decay: float):
-  # Coefficient of (weight_decay / 2) * sum(w ** 2), as in resnet_model.
-  if not weight_decay:
-    return None
-  return keras.regularizers.L2(weight_decay / 2.0)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -77,7 +73,7 @@ def _conv(x, filters, kernel_size, strides, padding, name, weight_decay):
       strides=strides,
       padding=padding,
       use_bias=False,
-      kernel_regularizer=_regularizer(weight_decay),
+      kernel_regularizer=regularizers.weight_decay_l2(weight_decay),
       name=name)(x)
 
 
@@ -87,14 +83,15 @@ def _depthwise(x, strides, padding, name, weight_decay):
       strides=strides,
       padding=padding,
       use_bias=False,
-      depthwise_regularizer=_regularizer(weight_decay),
+      depthwise_regularizer=regularizers.weight_decay_l2(weight_decay),
       name=name)(x)
 
 
 def _classifier(x, num_classes, weight_decay):
   x = keras.layers.GlobalAveragePooling2D(name='avg_pool')(x)
   return keras.layers.Dense(
-      num_classes, kernel_regularizer=_regularizer(weight_decay),
+      num_classes,
+      kernel_regularizer=regularizers.weight_decay_l2(weight_decay),
       name='fc')(x)
 
 

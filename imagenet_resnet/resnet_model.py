@@ -35,6 +35,8 @@ import functools
 
 import tf_keras as keras
 
+from rigl_tf import regularizers
+
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
 
@@ -49,14 +51,6 @@ _DEPTHS = {
 _STAGE_FILTERS = (64, 128, 256, 512)
 
 
-def _regularizer(weight_decay: float):
-  # `weight_decay` is the coefficient of (weight_decay / 2) * sum(w ** 2), the
-  # TF1 `tf.nn.l2_loss` convention of the RigL code, so that the gradient
-  # of the penalty is weight_decay * w. Keras' L2(c) adds c * sum(w ** 2).
-  if not weight_decay:
-    return None
-  return keras.regularizers.L2(weight_decay / 2.0)
-
 
 def _conv(x, filters, kernel_size, name, weight_decay, strides=1,
           padding='same'):
@@ -67,7 +61,7 @@ def _conv(x, filters, kernel_size, name, weight_decay, strides=1,
       padding=padding,
       use_bias=False,
       kernel_initializer='he_normal',
-      kernel_regularizer=_regularizer(weight_decay),
+      kernel_regularizer=regularizers.weight_decay_l2(weight_decay),
       name=name)(x)
 
 
@@ -165,7 +159,7 @@ def resnet(depth: int = 50,
   x = keras.layers.GlobalAveragePooling2D(name='avg_pool')(x)
   outputs = keras.layers.Dense(
       num_classes,
-      kernel_regularizer=_regularizer(weight_decay),
+      kernel_regularizer=regularizers.weight_decay_l2(weight_decay),
       name='fc')(x)
   return keras.Model(inputs, outputs, name=name or f'resnet{depth}')
 
