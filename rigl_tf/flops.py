@@ -909,7 +909,13 @@ def _densities_for(costs, sparsity, fv) -> dict[str, float]:
       erk_power_scale=fv.erk_power_scale,
       dense_layers=tuple(fv.dense_layers),
       first_layer_dense=fv.first_layer_dense)
-  return {name: 1.0 - s for name, s in sparsities.items()}
+  # The exact counts that rigl_tf.masks draws: size - floor(s * size) ones,
+  # so planned numbers equal those reported after training.
+  shapes = kernel_shapes(costs)
+  return {
+      name: distributions.num_ones(s, math.prod(shapes[name]))
+      / math.prod(shapes[name]) for name, s in sparsities.items()
+  }
 
 
 def _training_options(costs, fv) -> dict[str, Any]:

@@ -395,6 +395,21 @@ class CommandLineTest(tf.test.TestCase):
     # n multiplies and adds per dense weight, one ReLU per output unit.
     self.assertEqual(parsed['dense_inference_flops'], 2 * n + 410)
 
+  def test_planned_counts_equal_trained_masks(self):
+    from mnist import models  # pylint: disable=g-import-not-at-top
+    from rigl_tf import layers  # pylint: disable=g-import-not-at-top
+    from rigl_tf import masks  # pylint: disable=g-import-not-at-top
+    report, _ = self._run('--model=lenet_300_100', '--sparsity=0.9',
+                          '--distribution=erk', '--method=static', '--json')
+    model = layers.sparsify(models.lenet_300_100(input_shape=(28, 28, 1)))
+    masks.init_masks(model, masks.get_layer_sparsities(model, 0.9, 'erk'))
+    trained = flops.report_dict(flops.layer_costs(model), method='static')
+    # The same integer counts: planned numbers are those a run reports.
+    self.assertEqual(report['inference_flops'], trained['inference_flops'])
+    self.assertEqual(report['size_mb'], trained['size_mb'])
+    self.assertEqual(report['inference_flops'],
+                     round(report['inference_flops']))
+
   def test_text_output_and_gmp(self):
     report, out = self._run('--model=lenet_300_100', '--sparsity=0.8',
                             '--method=gmp', '--num_steps=100',
