@@ -273,7 +273,10 @@ def _build(strategy, info, model_fn, method, sparsity, distribution,
     keras.utils.set_random_seed(seed)
     model = model_fn(input_shape=info.input_shape,
                      num_classes=info.num_classes)
-    updater = updaters.get_updater(method)
+    try:
+      updater = updaters.get_updater(method)
+    except ValueError as e:  # A bad hyperparameter bound with gin.
+      raise UserError(str(e)) from e
     planned = {}
     if updater.sparse:
       model = masked_layers.sparsify(model)

@@ -252,6 +252,10 @@ class ConfigErrorsTest(tf.test.TestCase, parameterized.TestCase):
       ('train_eval.checkpoint_every = -5', 'checkpoint_every must be'),
       ('train_eval.jit_compile = True', 'jit_compile needs'),
       ('train_eval.batch_size = 33', 'divisible by the 2 replicas'),
+      ("train_eval.method = 'rigl'\nRigL.drop_fraction = 1.5",
+       r'drop_fraction must be in \[0, 1\], got 1.5'),
+      ("train_eval.method = 'set'\nSET.grow_init = 'ones'",
+       "Unknown grow_init 'ones'"),
   )
   def test_bad_value_before_any_output(self, binding, message):
     output_dir = os.path.join(self.create_tempdir().full_path, 'run')
