@@ -194,18 +194,6 @@ def make_optimizer(train_steps,
 # The run.
 
 
-@dataclasses.dataclass
-class _Run:
-  """Everything built for a run."""
-  strategy: tf.distribute.Strategy
-  info: data.DatasetInfo
-  model: keras.Model
-  optimizer: keras.optimizers.Optimizer
-  updater: updaters.MaskUpdater
-  lr_schedule: Callable
-  planned_sparsities: dict
-
-
 def _check_config(mode, method, sparsity, distribution, train_steps,
                   batch_size, output_dir, strategy_name, intervals,
                   jit_compile):
@@ -480,6 +468,65 @@ def _print(*args):
   print(*args, flush=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """The settings of one run: the arguments of `train_eval` (see there)."""
+  output_dir: Optional[str]
+  mode: str
+  strategy_name: str
+  eval_once_ckpt: Optional[str]
+  data_dir: Optional[str]
+  tpu: Optional[str]
+  model_fn: Optional[Callable]
+  dataset: str
+  train_steps: int
+  batch_size: int
+  eval_batch_size: int
+  method: str
+  sparsity: float
+  distribution: str
+  erk_power_scale: float
+  dense_layers: Sequence[str]
+  first_layer_dense: bool
+  custom_sparsity_map: Optional[dict]
+  mask_init: str
+  label_smoothing: float
+  seed: int
+  log_every: int
+  checkpoint_every: int
+  eval_every: int
+  keep_checkpoints: int
+  jit_compile: bool
+  preprocess_fn: Optional[Callable]
+  eval_preprocess_fn: Optional[Callable]
+  quiet: bool
+
+
+@dataclasses.dataclass
+class _Run:
+  """Everything set up for a run, before any checkpoint is restored."""
+  config: RunConfig
+  strategy: tf.distribute.Strategy
+  info: data.DatasetInfo
+  model: keras.Model
+  optimizer: keras.optimizers.Optimizer
+  updater: updaters.MaskUpdater
+  lr_schedule: Callable
+  planned_sparsities: dict
+  evaluate: Callable  # () -> (accuracy, number of examples)
+  say: Callable  # Progress lines; silent when quiet.
+
+
+@dataclasses.dataclass
+class _Output:
+  """Where a training run writes: chief writes, other workers scratch."""
+  chief: bool
+  created_output_dir: bool
+  ckpt_dir: str
+  writer: tf.summary.SummaryWriter
+  eval_writer: tf.summary.SummaryWriter
+
+
 @gin.configurable(denylist=['output_dir', 'mode', 'strategy_name',
                             'eval_once_ckpt', 'data_dir', 'tpu'])
 def train_eval(output_dir: Optional[str],
@@ -550,6 +597,8 @@ def train_eval(output_dir: Optional[str],
   Raises:
     UserError: on bad input, a missing checkpoint or dataset, a NaN loss.
   """
+  # At this point locals() holds exactly the arguments.
+  config = RunConfig(**locals())
   _check_config(
       mode, method, sparsity, distribution, train_steps, batch_size,
       output_dir if mode != 'eval_once' or not eval_once_ckpt
@@ -562,6 +611,18 @@ def train_eval(output_dir: Optional[str],
                     '"train_eval.model_fn = @lenet_300_100") in a gin config.')
   if mode == 'eval_once':
     ckpt_path = _resolve_checkpoint(eval_once_ckpt, output_dir)
+  run = _set_up(config)
+  if mode == 'eval_once':
+    return _eval_once(run, ckpt_path)
+  return _train(run)
+
+
+# ---------------------------------------------------------------------------
+# Set-up: strategy, dataset, model, masks, optimizer, evaluation.
+
+
+def _make_strategy(strategy_name, tpu):
+  """The tf.distribute strategy; a bad choice is a `UserError`."""
   try:
     # First: multi-worker collectives must be set up before any op runs.
     # Device start-up prints native CUDA/oneDNN notices: keep them quiet,
@@ -574,188 +635,323 @@ def train_eval(output_dir: Optional[str],
       strategy = strategies.get_strategy(strategy_name, tpu)
   except ValueError as e:
     raise UserError(str(e)) from e
-  if batch_size % strategy.num_replicas_in_sync:
+  return strategy
+
+
+def _set_up(config):
+  """Builds everything a run needs; nothing is written yet."""
+  strategy = _make_strategy(config.strategy_name, config.tpu)
+  if config.batch_size % strategy.num_replicas_in_sync:
     raise UserError(
-        f'train_eval.batch_size={batch_size} is the global batch and must be '
-        f'divisible by the {strategy.num_replicas_in_sync} replicas.')
+        f'train_eval.batch_size={config.batch_size} is the global batch and '
+        f'must be divisible by the {strategy.num_replicas_in_sync} replicas.')
   try:
-    info = data.get_info(dataset, data_dir)
+    info = data.get_info(config.dataset, config.data_dir)
   except data.DatasetUnavailableError as e:
     raise UserError(str(e)) from e
   model, optimizer, updater, lr_schedule, planned = _build(
-      strategy, info, model_fn, method, sparsity, distribution,
-      erk_power_scale, dense_layers, first_layer_dense, custom_sparsity_map,
-      mask_init, seed, train_steps)
-  eval_ds = data.get_dataset(dataset, 'eval', eval_batch_size, training=False,
-                             data_dir=data_dir,
-                             preprocess_fn=eval_preprocess_fn)
-  evaluate = _make_evaluate(strategy, model, eval_ds)
-  say = (lambda *a: None) if quiet else _print
+      strategy, info, config.model_fn, config.method, config.sparsity,
+      config.distribution, config.erk_power_scale, config.dense_layers,
+      config.first_layer_dense, config.custom_sparsity_map, config.mask_init,
+      config.seed, config.train_steps)
+  eval_ds = data.get_dataset(
+      config.dataset, 'eval', config.eval_batch_size, training=False,
+      data_dir=config.data_dir, preprocess_fn=config.eval_preprocess_fn)
+  return _Run(
+      config=config, strategy=strategy, info=info, model=model,
+      optimizer=optimizer, updater=updater, lr_schedule=lr_schedule,
+      planned_sparsities=planned,
+      evaluate=_make_evaluate(strategy, model, eval_ds),
+      say=(lambda *a: None) if config.quiet else _print)
 
-  if mode == 'eval_once':
-    _restore(tf.train.Checkpoint(model=model), ckpt_path).expect_partial()
-    accuracy, count = evaluate()
-    flops_numbers, _ = flops_report(model, updater, train_steps)
-    report = {'checkpoint': ckpt_path, 'accuracy': accuracy,
-              'eval_examples': count,
-              'masks': sparsity_report(model, planned), **flops_numbers}
-    bad = masked_layers.check_invariant(model)
-    _print(f'eval_once {ckpt_path}: test accuracy {accuracy:.4%} '
-           f'({count} examples)')
-    _print(format_sparsity_report(report['masks']))
-    _print(format_flops_report(flops_numbers))
-    if bad:
-      raise UserError(f'checkpoint violates the mask invariant (non-zero '
-                      f'masked weights) in layers {bad}.')
-    _print('invariant: every masked weight is exactly zero.')
-    return report
 
-  chief = strategies.is_chief(strategy)
+# ---------------------------------------------------------------------------
+# Evaluation of a checkpoint.
+
+
+def _eval_once(run, ckpt_path):
+  """Restores `ckpt_path`, evaluates it, checks the invariant, reports."""
+  model = run.model
+  _restore(tf.train.Checkpoint(model=model), ckpt_path).expect_partial()
+  accuracy, count = run.evaluate()
+  flops_numbers, _ = flops_report(model, run.updater, run.config.train_steps)
+  report = {'checkpoint': ckpt_path, 'accuracy': accuracy,
+            'eval_examples': count,
+            'masks': sparsity_report(model, run.planned_sparsities),
+            **flops_numbers}
+  bad = masked_layers.check_invariant(model)
+  _print(f'eval_once {ckpt_path}: test accuracy {accuracy:.4%} '
+         f'({count} examples)')
+  _print(format_sparsity_report(report['masks']))
+  _print(format_flops_report(flops_numbers))
+  if bad:
+    raise UserError(f'checkpoint violates the mask invariant (non-zero '
+                    f'masked weights) in layers {bad}.')
+  _print('invariant: every masked weight is exactly zero.')
+  return report
+
+
+# ---------------------------------------------------------------------------
+# Training: output directory, restore, the loop, checkpoints, the report.
+
+
+def _train(run):
+  """Trains from the latest checkpoint (if any) to the end; the report."""
+  output = _prepare_output(run)
+  with run.strategy.scope():
+    metrics = {'loss': keras.metrics.Mean(),
+               'accuracy': keras.metrics.SparseCategoricalAccuracy()}
+  checkpointer, train_iterator = _restore_or_start(run, output)
+  config = run.config
+  train_loop = _make_train_loop(
+      run.strategy, run.model, run.optimizer, run.info.num_classes,
+      config.batch_size, config.label_smoothing, metrics,
+      config.jit_compile)
+  if output.chief:
+    _write_operative_config(config.output_dir)
+  run.say(f'Training {run.model.name} on {config.dataset} '
+          f'({run.info.num_train_examples or "?"} examples): '
+          f'method={config.method} sparsity={config.sparsity} '
+          f'distribution={config.distribution} steps={config.train_steps} '
+          f'batch={config.batch_size} '
+          f'replicas={run.strategy.num_replicas_in_sync}')
+  step, last_loss = _train_to_end(run, output, checkpointer, train_loop,
+                                  train_iterator, metrics)
+  report = _final_report(run, output, step, last_loss)
+  _finish_output(run, output, report)
+  return report
+
+
+def _prepare_output(run):
+  """Creates the output directory and the summary writers."""
+  output_dir = run.config.output_dir
+  chief = strategies.is_chief(run.strategy)
   created_output_dir = not tf.io.gfile.exists(output_dir)
   tf.io.gfile.makedirs(output_dir)
   ckpt_dir = output_dir
   if not chief:  # Non-chief workers save (collectively) to a scratch dir.
     ckpt_dir = os.path.join(output_dir, '.worker_tmp',
-                            str(strategy.cluster_resolver.task_id))
+                            str(run.strategy.cluster_resolver.task_id))
 
-  def train_iterator_for(data_seed):
-    train_ds = data.get_dataset(dataset, 'train', batch_size, training=True,
-                                data_dir=data_dir,
-                                preprocess_fn=preprocess_fn, seed=data_seed)
-    if _uses_distributed_dataset(strategy):
-      return iter(strategy.experimental_distribute_dataset(train_ds))
-    return iter(train_ds)
+  def writer(name):
+    if not chief:
+      return tf.summary.create_noop_writer()
+    return tf.summary.create_file_writer(os.path.join(output_dir, name))
 
-  with strategy.scope():
-    metrics = {'loss': keras.metrics.Mean(),
-               'accuracy': keras.metrics.SparseCategoricalAccuracy()}
-  # Small datasets: the input position is saved and a resumed run continues
-  # the exact data order. Large ones, TPU's distributed iterators and
-  # pipelines that cannot be serialised (py_function): a resumed run
-  # reshuffles with a step-dependent seed.
-  # Every worker resumes from the chief's checkpoint: the scratch copies of
-  # the others may lag behind and are deleted after a run.
-  latest = tf.train.latest_checkpoint(output_dir)
-  train_iterator = None
-  if (data.checkpoint_input_position(info)
-      and not _uses_distributed_dataset(strategy)
-      and (latest is None or _has_input_position(latest))):
-    train_iterator = train_iterator_for(seed)
+  return _Output(chief=chief, created_output_dir=created_output_dir,
+                 ckpt_dir=ckpt_dir, writer=writer('train'),
+                 eval_writer=writer('eval'))
 
-  def make_manager(iterator):
-    trackables = dict(model=model, optimizer=optimizer)
-    if iterator is not None:
-      trackables['train_iterator'] = iterator
+
+def _write_operative_config(output_dir):
+  with tf.io.gfile.GFile(os.path.join(output_dir, 'operative_config.gin'),
+                         'w') as f:
+    f.write(gin.operative_config_str())
+
+
+def _make_train_iterator(run, data_seed):
+  """An iterator over global training batches, shuffled by `data_seed`."""
+  config = run.config
+  train_ds = data.get_dataset(
+      config.dataset, 'train', config.batch_size, training=True,
+      data_dir=config.data_dir, preprocess_fn=config.preprocess_fn,
+      seed=data_seed)
+  if _uses_distributed_dataset(run.strategy):
+    return iter(run.strategy.experimental_distribute_dataset(train_ds))
+  return iter(train_ds)
+
+
+class _Checkpointer:
+  """Saves model, optimizer and, where it can, the input position."""
+
+  def __init__(self, run, ckpt_dir, train_iterator):
+    self._run = run
+    self._ckpt_dir = ckpt_dir
+    self.saves_input_position = train_iterator is not None
+    self.manager = self._make_manager(train_iterator)
+
+  def _make_manager(self, train_iterator):
+    trackables = dict(model=self._run.model, optimizer=self._run.optimizer)
+    if train_iterator is not None:
+      trackables['train_iterator'] = train_iterator
     return tf.train.CheckpointManager(
-        tf.train.Checkpoint(**trackables), ckpt_dir,
-        max_to_keep=keep_checkpoints, step_counter=optimizer.iterations)
+        tf.train.Checkpoint(**trackables), self._ckpt_dir,
+        max_to_keep=self._run.config.keep_checkpoints,
+        step_counter=self._run.optimizer.iterations)
 
-  saving_input_position = train_iterator is not None
-  manager = make_manager(train_iterator)
+  def save(self, step):
+    """Saves checkpoint `step`; drops the input position if it cannot."""
+    try:
+      self.manager.save(checkpoint_number=step)
+    except (tf.errors.FailedPreconditionError,
+            tf.errors.UnimplementedError) as e:
+      if not self.saves_input_position:
+        raise
+      logging.warning(
+          'The input pipeline cannot be saved (%s); checkpoints keep the '
+          'model and optimizer, and a resumed run reshuffles the data.',
+          str(e).splitlines()[0])
+      self.saves_input_position = False
+      self.manager = self._make_manager(None)
+      self.manager.save(checkpoint_number=step)
+
+
+def _restore_or_start(run, output):
+  """Restores the latest checkpoint, if any; (checkpointer, iterator).
+
+  Small datasets: the input position is saved and a resumed run continues
+  the exact data order. Large ones, TPU's distributed iterators and
+  pipelines that cannot be serialised (py_function): a resumed run
+  reshuffles with a step-dependent seed. Every worker resumes from the
+  chief's checkpoint: the scratch copies of the others may lag behind and
+  are deleted after a run.
+  """
+  latest = tf.train.latest_checkpoint(run.config.output_dir)
+  train_iterator = None
+  if (data.checkpoint_input_position(run.info)
+      and not _uses_distributed_dataset(run.strategy)
+      and (latest is None or _has_input_position(latest))):
+    train_iterator = _make_train_iterator(run, run.config.seed)
+  checkpointer = _Checkpointer(run, output.ckpt_dir, train_iterator)
   if latest:
-    _restore(manager.checkpoint, latest)
-    say(f'Resumed from {latest} at step {int(optimizer.iterations.numpy())}.')
+    _restore(checkpointer.manager.checkpoint, latest)
+    run.say(f'Resumed from {latest} at step '
+            f'{int(run.optimizer.iterations.numpy())}.')
   if train_iterator is None:
-    train_iterator = train_iterator_for(
-        seed + 1_000_003 * int(optimizer.iterations.numpy()))
-  train_loop = _make_train_loop(strategy, model, optimizer, info.num_classes,
-                                batch_size, label_smoothing, metrics,
-                                jit_compile)
-  writer = (tf.summary.create_file_writer(os.path.join(output_dir, 'train'))
-            if chief else tf.summary.create_noop_writer())
-  eval_writer = (tf.summary.create_file_writer(os.path.join(output_dir, 'eval'))
-                 if chief else tf.summary.create_noop_writer())
-  if chief:
-    with tf.io.gfile.GFile(os.path.join(output_dir, 'operative_config.gin'),
-                           'w') as f:
-      f.write(gin.operative_config_str())
+    step = int(run.optimizer.iterations.numpy())
+    train_iterator = _make_train_iterator(
+        run, run.config.seed + 1_000_003 * step)
+  return checkpointer, train_iterator
 
-  step = int(optimizer.iterations.numpy())
-  interval_step, interval_time = step, time.time()
-  say(f'Training {model.name} on {dataset} '
-      f'({info.num_train_examples or "?"} examples): method={method} '
-      f'sparsity={sparsity} distribution={distribution} '
-      f'steps={train_steps} batch={batch_size} '
-      f'replicas={strategy.num_replicas_in_sync}')
+
+class _Throughput:
+  """Steps per second since the previous call."""
+
+  def __init__(self, step):
+    self._step, self._time = step, time.time()
+
+  def rate(self, step):
+    now = time.time()
+    rate = (step - self._step) / max(now - self._time, 1e-9)
+    self._step, self._time = step, now
+    return rate
+
+
+def _steps_to_next_event(step, config):
+  """Steps until the next log, checkpoint, evaluation or the end."""
+  events = [config.train_steps,
+            (step // config.log_every + 1) * config.log_every,
+            (step // config.checkpoint_every + 1) * config.checkpoint_every]
+  if config.eval_every:
+    events.append((step // config.eval_every + 1) * config.eval_every)
+  return min(events) - step
+
+
+def _train_to_end(run, output, checkpointer, train_loop, train_iterator,
+                  metrics):
+  """Runs the training loop in chunks between events; (step, last loss)."""
+  config = run.config
+  step = int(run.optimizer.iterations.numpy())
+  throughput = _Throughput(step)
   last_loss = float('nan')
-  while step < train_steps:
-    events = [train_steps, (step // log_every + 1) * log_every,
-              (step // checkpoint_every + 1) * checkpoint_every]
-    if eval_every:
-      events.append((step // eval_every + 1) * eval_every)
-    chunk = min(events) - step
+  while step < config.train_steps:
+    chunk = _steps_to_next_event(step, config)
     train_loop(train_iterator, tf.constant(chunk))
-    step = int(optimizer.iterations.numpy())
+    step = int(run.optimizer.iterations.numpy())
     last_loss = float(metrics['loss'].result())
     if not math.isfinite(last_loss):
-      latest = tf.train.latest_checkpoint(output_dir)
-      if latest is None and created_output_dir and chief:
-        # Nothing good was produced: leave no output behind.
-        _remove_tree(output_dir)
-      raise UserError(
-          f'loss is {last_loss} at step {step}: training diverged. Lower the '
-          'learning rate (make_optimizer.learning_rate) or check the data; '
-          + (f'the last good checkpoint is {latest}.' if latest else
-             'no checkpoint was written.'))
-    if step % log_every == 0 or step == train_steps:
-      now = time.time()
-      rate = (step - interval_step) / max(now - interval_time, 1e-9)
-      interval_step, interval_time = step, now
-      eta = (train_steps - step) / max(rate, 1e-9)
-      accuracy = float(metrics['accuracy'].result())
-      lr = float(lr_schedule(step))
-      say(f'step {step}/{train_steps}  loss {last_loss:.4f}  '
+      _stop_diverged(run, output, step, last_loss)
+    at_end = step == config.train_steps
+    if step % config.log_every == 0 or at_end:
+      _log_progress(run, output.writer, step, metrics,
+                    throughput.rate(step))
+    if step % config.checkpoint_every == 0 or at_end:
+      _save_checkpoint(run, checkpointer, step)
+    if (config.mode == 'train_and_eval' and config.eval_every
+        and step % config.eval_every == 0):
+      accuracy, _ = run.evaluate()
+      run.say(f'step {step}: test accuracy {accuracy:.4%}')
+      with output.eval_writer.as_default(step=step):
+        tf.summary.scalar('accuracy', accuracy)
+  return step, last_loss
+
+
+def _stop_diverged(run, output, step, loss):
+  """Raises the `UserError` of a non-finite loss; cleans a fresh output."""
+  output_dir = run.config.output_dir
+  latest = tf.train.latest_checkpoint(output_dir)
+  if latest is None and output.created_output_dir and output.chief:
+    # Nothing good was produced: leave no output behind.
+    _remove_tree(output_dir)
+  raise UserError(
+      f'loss is {loss} at step {step}: training diverged. Lower the '
+      'learning rate (make_optimizer.learning_rate) or check the data; '
+      + (f'the last good checkpoint is {latest}.' if latest else
+         'no checkpoint was written.'))
+
+
+def _log_progress(run, writer, step, metrics, rate):
+  """Prints a progress line, writes the train summaries, resets metrics."""
+  train_steps = run.config.train_steps
+  loss = float(metrics['loss'].result())
+  accuracy = float(metrics['accuracy'].result())
+  lr = float(run.lr_schedule(step))
+  eta = (train_steps - step) / max(rate, 1e-9)
+  run.say(f'step {step}/{train_steps}  loss {loss:.4f}  '
           f'acc {accuracy:.4f}  lr {lr:.4g}  {rate:.1f} steps/s  '
           f'ETA {_format_duration(eta)}')
-      with writer.as_default(step=step):
-        tf.summary.scalar('loss', last_loss)
-        tf.summary.scalar('accuracy', accuracy)
-        tf.summary.scalar('learning_rate', lr)
-        if updater.sparse:
-          # Per-layer density, ITOP rate, drop fraction, ... (the updater's).
-          for name, value in updater.summaries().items():
-            tf.summary.scalar(name, value)
-          tf.summary.scalar(
-              'density/overall',
-              1 - sparsity_report(model)['overall']['sparsity'])
-      metrics['loss'].reset_state()
-      metrics['accuracy'].reset_state()
-    if step % checkpoint_every == 0 or step == train_steps:
-      bad = masked_layers.check_invariant(model) if updater.sparse else []
-      if bad:  # A library bug, never a user's: do not save such a model.
-        raise UserError(f'mask invariant violated at step {step} in {bad}; '
-                        'please report this.')
-      try:
-        manager.save(checkpoint_number=step)
-      except (tf.errors.FailedPreconditionError,
-              tf.errors.UnimplementedError) as e:
-        if not saving_input_position:
-          raise
-        logging.warning(
-            'The input pipeline cannot be saved (%s); checkpoints keep the '
-            'model and optimizer, and a resumed run reshuffles the data.',
-            str(e).splitlines()[0])
-        saving_input_position = False
-        manager = make_manager(None)
-        manager.save(checkpoint_number=step)
-    if mode == 'train_and_eval' and eval_every and step % eval_every == 0:
-      accuracy, _ = evaluate()
-      say(f'step {step}: test accuracy {accuracy:.4%}')
-      with eval_writer.as_default(step=step):
-        tf.summary.scalar('accuracy', accuracy)
+  with writer.as_default(step=step):
+    write_train_summaries(run, dict(loss=loss, accuracy=accuracy,
+                                    learning_rate=lr))
+  for metric in metrics.values():
+    metric.reset_state()
 
-  flops_numbers, flops_table = flops_report(model, updater, train_steps)
-  report = {'step': step, 'method': method, 'dataset': dataset,
+
+def write_train_summaries(run, scalars):
+  """Writes the training summaries of one logging step (default writer).
+
+  Args:
+    run: the run (its model and updater supply the sparsity summaries).
+    scalars: name -> value of the loop's own scalars (loss, accuracy, lr).
+  """
+  for name, value in scalars.items():
+    tf.summary.scalar(name, value)
+  if run.updater.sparse:
+    # Per-layer density, ITOP rate, drop fraction, ... (the updater's).
+    for name, value in run.updater.summaries().items():
+      tf.summary.scalar(name, value)
+    tf.summary.scalar(
+        'density/overall',
+        1 - sparsity_report(run.model)['overall']['sparsity'])
+
+
+def _save_checkpoint(run, checkpointer, step):
+  """Checks the mask invariant, then saves checkpoint `step`."""
+  bad = (masked_layers.check_invariant(run.model) if run.updater.sparse
+         else [])
+  if bad:  # A library bug, never a user's: do not save such a model.
+    raise UserError(f'mask invariant violated at step {step} in {bad}; '
+                    'please report this.')
+  checkpointer.save(step)
+
+
+def _final_report(run, output, step, last_loss):
+  """The end-of-training report (final evaluation in train_and_eval)."""
+  config, model, updater = run.config, run.model, run.updater
+  flops_numbers, flops_table = flops_report(model, updater,
+                                            config.train_steps)
+  report = {'step': step, 'method': config.method, 'dataset': config.dataset,
             'loss': last_loss if math.isfinite(last_loss) else None,
-            'masks': sparsity_report(model, planned), **flops_numbers}
+            'masks': sparsity_report(model, run.planned_sparsities),
+            **flops_numbers}
   if updater.sparse:
     # In-Time Over-Parameterization: the fraction of the masked weights that
     # were active at some point (equals the density for fixed masks).
     report['itop_rate'] = float(updater.itop_rate())
-  if mode == 'train_and_eval':
-    accuracy, count = evaluate()
+  if config.mode == 'train_and_eval':
+    accuracy, count = run.evaluate()
     report.update(accuracy=accuracy, eval_examples=count)
-    with eval_writer.as_default(step=step):
+    with output.eval_writer.as_default(step=step):
       tf.summary.scalar('accuracy', accuracy)
     _print(f'Final test accuracy: {accuracy:.4%} ({count} examples) at step '
            f'{step}')
@@ -766,24 +962,27 @@ def train_eval(output_dir: Optional[str],
   _print(format_flops_report(flops_numbers))
   if flops_table:
     _print(flops_table)
-    with writer.as_default(step=step):
+    with output.writer.as_default(step=step):
       tf.summary.text('flops_and_density_per_layer', flops_table)
-  for writer_ in (writer, eval_writer):
-    writer_.flush()
-  if chief:
-    with tf.io.gfile.GFile(os.path.join(output_dir, 'operative_config.gin'),
-                           'w') as f:
-      f.write(gin.operative_config_str())
-    _write_json(os.path.join(output_dir, 'report.json'), report)
-  else:
-    _remove_tree(ckpt_dir)
-    scratch = os.path.dirname(ckpt_dir)
-    try:  # The last worker out removes the empty scratch parent.
-      if not tf.io.gfile.listdir(scratch):
-        _remove_tree(scratch)
-    except tf.errors.NotFoundError:
-      pass
   return report
+
+
+def _finish_output(run, output, report):
+  """Chief: writes the config and report; others: remove their scratch."""
+  for writer in (output.writer, output.eval_writer):
+    writer.flush()
+  output_dir = run.config.output_dir
+  if output.chief:
+    _write_operative_config(output_dir)
+    _write_json(os.path.join(output_dir, 'report.json'), report)
+    return
+  _remove_tree(output.ckpt_dir)
+  scratch = os.path.dirname(output.ckpt_dir)
+  try:  # The last worker out removes the empty scratch parent.
+    if not tf.io.gfile.listdir(scratch):
+      _remove_tree(scratch)
+  except tf.errors.NotFoundError:
+    pass
 
 
 def run(argv):
