@@ -30,6 +30,12 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mnist', '*.gin')))
 
 class ModelsTest(tf.test.TestCase, parameterized.TestCase):
 
+  def setUp(self):
+    super().setUp()
+    # The builders are gin-configurable: a config parsed by an earlier test
+    # (e.g. the quickstart's hidden sizes) must not change them here.
+    gin.clear_config()
+
   def test_lenet_300_100(self):
     model = models.lenet_300_100(input_shape=(28, 28, 1))
     # 784*300+300 + 300*100+100 + 100*10+10.
