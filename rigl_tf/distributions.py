@@ -15,19 +15,23 @@
 
 Given an overall sparsity S over the maskable layers:
 
-* `uniform`: every layer gets S; `first_layer_dense` and `dense_layers`
-  keep layers dense (RigL's uniform), without compensating elsewhere.
+* `uniform`: every layer gets S.
 * `er`: density of layer l proportional to (n_in + n_out) / (n_in * n_out).
 * `erk`: density proportional to (sum(shape) / prod(shape)) ** p, with
   p = `erk_power_scale` (1 is ERK, 0 is uniform).
 
-For ER/ERK the factor epsilon is solved so that the number of non-zeros
-equals the uniform budget (1 - S) * sum(n). A layer whose density would exceed
-1 becomes dense and epsilon is solved again, repeatedly. For ER/ERK, layers
-in `dense_layers` are dense and counted in the budget (the other layers give
-up what they take), as RigL's implementation does; a budget the dense
-layers alone exceed is an error. Layers in
-`custom_sparsity_map` get their given sparsity and are outside the budget.
+Layers the user fixes are outside the budget, for every distribution, as in
+google-research/rigl (`sparse_utils.get_sparsities` skips the layers of
+`custom_sparsity_map`, and its ImageNet script keeps the first layer dense by
+mapping it to 0): a layer in `custom_sparsity_map` gets its given sparsity,
+and `dense_layers` and `first_layer_dense` are a custom map to 0. S then
+applies to the other layers only, so the model as a whole is a little less
+sparse than S.
+
+For ER/ERK the factor epsilon is solved so that the number of non-zeros of
+the other layers equals their uniform budget (1 - S) * sum(n). A layer whose
+density would exceed 1 becomes dense and epsilon is solved again,
+repeatedly; these layers, which ERK itself caps, stay inside the budget.
 
 A layer with sparsity s and n weights has exactly `num_zeros(s, n)` =
 floor(s * n) zeros.
@@ -81,16 +85,17 @@ def get_sparsities(shapes: Mapping[str, Sequence[int]],
     sparsity: overall sparsity S in [0, 1).
     method: 'uniform', 'er' or 'erk'.
     erk_power_scale: the exponent p of ERK.
-    dense_layers: names of layers kept dense.
+    dense_layers: names of layers kept dense (outside the budget).
     custom_sparsity_map: name -> sparsity for layers fixed outside the budget.
-    first_layer_dense: also keep the first layer dense.
+    first_layer_dense: also keep the first layer dense (outside the budget).
 
   Returns:
     dict name -> sparsity, in the order of `shapes`.
 
   Raises:
-    ValueError: on an unknown method or layer name, or a sparsity outside
-      [0, 1).
+    ValueError: on an unknown method or layer name, a sparsity outside
+      [0, 1), or a layer both in `dense_layers` and mapped to a non-zero
+      sparsity.
   """
   if method not in DISTRIBUTIONS:
     raise ValueError(f'Unknown sparsity distribution {method!r}; choose one '
@@ -108,14 +113,20 @@ def get_sparsities(shapes: Mapping[str, Sequence[int]],
     check_sparsity(value, f'custom sparsity of {name!r}')
   if first_layer_dense and names:
     dense.add(names[0])
+  conflicting = sorted(n for n in dense if custom.get(n, 0.0) != 0.0)
+  if conflicting:
+    raise ValueError(
+        f'Layers {conflicting} are both kept dense and given a non-zero '
+        'sparsity in custom_sparsity_map.')
+  # Dense layers are a custom map to 0: outside the budget.
+  custom.update({name: 0.0 for name in dense})
 
   if method == 'uniform':
-    return {
-        name: custom.get(name, 0.0 if name in dense else float(sparsity))
-        for name in names
-    }
+    return {name: float(custom.get(name, sparsity)) for name in names}
 
-  # Solve epsilon; layers that would exceed density 1 become dense, repeat.
+  # Solve epsilon; layers that would exceed density 1 become dense (capped,
+  # still inside the budget), repeat.
+  capped = set()
   while True:
     budget = 0.0
     divisor = 0.0
@@ -124,10 +135,10 @@ def get_sparsities(shapes: Mapping[str, Sequence[int]],
       if name in custom:
         continue
       size = math.prod(shapes[name])
-      if name in dense:
-        budget -= size * sparsity
+      budget += size * (1.0 - sparsity)
+      if name in capped:
+        budget -= size
       else:
-        budget += size * (1.0 - sparsity)
         raw[name] = _raw_density(shapes[name], method, erk_power_scale)
         divisor += raw[name] * size
     if not raw or divisor <= 0:
@@ -136,24 +147,15 @@ def get_sparsities(shapes: Mapping[str, Sequence[int]],
     epsilon = budget / divisor
     max_raw = max(raw.values())
     if max_raw * epsilon > 1.0:
-      dense.update(n for n, r in raw.items() if r == max_raw)
+      capped.update(n for n, r in raw.items() if r == max_raw)
     else:
       break
-
-  if raw and epsilon <= 0:
-    kept = sum(math.prod(shapes[n]) for n in dense if n not in custom)
-    total = sum(math.prod(shapes[n]) for n in names if n not in custom)
-    raise ValueError(
-        f'Sparsity {sparsity} cannot be met: the dense layers '
-        f'{sorted(dense)} alone hold {kept} of the {total} weights in the '
-        f'budget. Use a sparsity below {1 - kept / total:.4f}, fewer dense '
-        'layers, or custom_sparsity_map (outside the budget).')
 
   result = {}
   for name in names:
     if name in custom:
       result[name] = float(custom[name])
-    elif name in dense:
+    elif name in capped:
       result[name] = 0.0
     else:
       result[name] = 1.0 - epsilon * raw[name]

@@ -63,24 +63,36 @@ class ClosedFormTest(parameterized.TestCase):
                                        first_layer_dense=True)
     self.assertEqual(got, {'a': 0.0, 'b': 0.9})
 
-  def test_dense_layer_inside_erk_budget(self):
-    # b dense (500 ones) costs the budget its 0.2*500 zeros: a gets
-    # 0.8*5500 - 500 = 3900 ones.
-    got = distributions.get_sparsities(TWO_LAYERS, 0.2, 'erk',
-                                       dense_layers=['b'])
-    self.assertEqual(got['b'], 0.0)
-    self.assertAlmostEqual(got['a'], 1 - 3900 / 5000, places=12)
+  @parameterized.parameters('erk', 'er', 'uniform')
+  def test_dense_layers_are_outside_the_budget(self, method):
+    # b dense is a custom map to 0: a, alone in the budget, gets S exactly
+    # (inside the budget a would have to give up b's 0.2 * 500 zeros and
+    # get 1 - 3900 / 5000).
+    for kwargs in ({'dense_layers': ['b']},
+                   {'custom_sparsity_map': {'b': 0.0}}):
+      got = distributions.get_sparsities(TWO_LAYERS, 0.2, method, **kwargs)
+      self.assertEqual(got['b'], 0.0)
+      self.assertAlmostEqual(got['a'], 0.2, places=12, msg=kwargs)
+    got = distributions.get_sparsities(TWO_LAYERS, 0.95, method,
+                                       first_layer_dense=True)
+    self.assertEqual(got['a'], 0.0)
+    self.assertAlmostEqual(got['b'], 0.95, places=12)
 
-  def test_infeasible_budget_is_an_error(self):
-    # a dense holds 5000 of 5500 weights; at S=0.95 only 275 may be non-zero.
-    with self.assertRaisesRegex(ValueError,
-                                r'cannot be met.*below 0\.0909'):
-      distributions.get_sparsities(TWO_LAYERS, 0.95, 'erk',
-                                   dense_layers=['a'])
-    with self.assertRaisesRegex(ValueError, 'cannot be met'):
-      distributions.get_sparsities(
-          {'fc1': (64, 300), 'fc2': (300, 100), 'logits': (100, 10)}, 0.95,
-          'erk', first_layer_dense=True)
+  def test_erk_with_a_dense_layer_outside_the_budget(self):
+    three = {'a': (100, 50), 'b': (50, 10), 'c': (10, 10)}
+    # c outside; a, b share (1 - 0.8) * 5500 = 1100 as in
+    # test_erk_two_layers, whatever c is.
+    eps = 1100 / 210
+    got = distributions.get_sparsities(three, 0.8, 'erk',
+                                       dense_layers=['c'])
+    self.assertEqual(got['c'], 0.0)
+    self.assertAlmostEqual(got['a'], 1 - 0.03 * eps, places=12)
+    self.assertAlmostEqual(got['b'], 1 - 0.12 * eps, places=12)
+
+  def test_dense_and_custom_sparsity_conflict_is_an_error(self):
+    with self.assertRaisesRegex(ValueError, "\\['b'\\] are both kept dense"):
+      distributions.get_sparsities(TWO_LAYERS, 0.5, 'erk', dense_layers=['b'],
+                                   custom_sparsity_map={'b': 0.5})
 
   def test_custom_map_outside_budget(self):
     got = distributions.get_sparsities(TWO_LAYERS, 0.8, 'erk',
@@ -143,6 +155,24 @@ class ResNet50Test(parameterized.TestCase):
     total = sum(math.prod(s) for s in self.shapes.values())
     ones = sum(math.prod(s) * (1 - got[n]) for n, s in self.shapes.items())
     self.assertAlmostEqual(ones / total, 0.5, places=9)
+
+  def test_erk_99_with_conv1_dense_by_hand(self):
+    # RigL's 99% ERK ResNet-50: conv1 dense and outside the budget. The 53
+    # other kernels share 1% of their weights; by hand, no layer reaches
+    # density 1 at 99%, so eps = budget / sum(raw * n) in one solve.
+    others = {n: s for n, s in self.shapes.items() if n != 'conv1'}
+    budget = 0.01 * sum(math.prod(s) for s in others.values())
+    raw = {n: sum(s) / math.prod(s) for n, s in others.items()}
+    eps = budget / sum(raw[n] * math.prod(s) for n, s in others.items())
+    self.assertLess(max(raw.values()) * eps, 1.0)
+    for kwargs in ({'dense_layers': ['conv1']},
+                   {'first_layer_dense': True},
+                   {'custom_sparsity_map': {'conv1': 0.0}}):
+      got = distributions.get_sparsities(self.shapes, 0.99, 'erk', **kwargs)
+      self.assertEqual(got['conv1'], 0.0)
+      for name in others:
+        self.assertAlmostEqual(got[name], 1 - eps * raw[name], places=12,
+                               msg=f'{name} {kwargs}')
 
 
 if __name__ == '__main__':

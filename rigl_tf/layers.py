@@ -143,6 +143,31 @@ class MaskedLayer(keras.layers.Wrapper):
     kwargs.setdefault('name', layer.name)
     super().__init__(layer, **kwargs)
     self._set_mask_list([])
+    self._set_dense_init_stds({})
+
+  @tf.__internal__.tracking.no_automatic_dependency_tracking
+  def _set_dense_init_stds(self, stds):
+    self._dense_init_stds = stds
+
+  def record_dense_init_std(self, weight):
+    """Remembers the std of `weight`'s dense values (before masking).
+
+    `rigl_tf.masks.init_masks` calls it before zeroing the masked weights:
+    RigL's masked variables keep their initial values, and its
+    `grow_init='random_normal'` draws with their std, which the zeros stored
+    here no longer give.
+
+    Args:
+      weight: one of `prunable_weights`, still dense.
+    """
+    # The first record wins: a later call sees the weight already masked.
+    self._dense_init_stds.setdefault(
+        _short_name(weight),
+        float(tf.math.reduce_std(tf.cast(weight, tf.float32))))
+
+  def dense_init_std(self, weight):
+    """The std recorded by `record_dense_init_std`, or None."""
+    return self._dense_init_stds.get(_short_name(weight))
 
   @tf.__internal__.tracking.no_automatic_dependency_tracking
   def _set_mask_list(self, masks):

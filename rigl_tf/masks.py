@@ -167,6 +167,7 @@ def init_masks(model_or_weights, sparsities, seed=0, method='random'):
     else:
       mask = magnitude_mask(mw.weight, n_ones, seed, mw.index)
     mw.mask.assign(tf.cast(mask, mw.mask.dtype))
+    mw.layer.record_dense_init_std(mw.weight)
     mw.weight.assign(mw.weight * tf.cast(mask, mw.weight.dtype))
     counts[mw.name] = n_ones
   return counts

@@ -265,6 +265,9 @@ def _build(strategy, info, model_fn, method, sparsity, distribution,
       updater = updaters.get_updater(method)
     except ValueError as e:  # A bad hyperparameter bound with gin.
       raise UserError(str(e)) from e
+    # The run's seed keys SET's growth and tie-breaks; the run's length sets
+    # the default end of mask updates (75%, RigL's).
+    updater.configure_run(train_steps=train_steps, seed=seed)
     planned = {}
     if updater.sparse:
       model = masked_layers.sparsify(model)

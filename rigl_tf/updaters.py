@@ -141,9 +141,17 @@ class MaskUpdater(tf.Module):
   sparse = True
   skip_weight_update_on_mask_update = False
 
-  def __init__(self, seed=0, name=None):
+  def __init__(self, seed=None, name=None):
+    """Creates the updater.
+
+    Args:
+      seed: seed of the stateless RNG; None: the run's seed
+        (`configure_run`), 0 until then.
+      name: module name.
+    """
     super().__init__(name=name or type(self).__name__)
-    self.seed = seed
+    self._seed_given = seed is not None
+    self.seed = 0 if seed is None else int(seed)
     self._masked_weights = []
     self._ever_active = []
 
@@ -227,6 +235,21 @@ class MaskUpdater(tf.Module):
     ever = sum(tf.reduce_sum(e) for e in self._ever_active_values())
     total = sum(mw.size for mw in self._masked_weights)
     return ever / float(total)
+
+  def configure_run(self, train_steps=None, seed=None):
+    """Tells the updater about the run, before `build` (the trainer does).
+
+    Subclasses whose defaults depend on the run's length (the end of mask
+    updates) resolve them here, after calling this method.
+
+    Args:
+      train_steps: the run's number of optimizer steps, if known.
+      seed: the run's seed; it keys the updater's stateless randomness
+        unless a seed was given to the constructor.
+    """
+    del train_steps
+    if seed is not None and not self._seed_given:
+      self.seed = int(seed)
 
   def training_cost_options(self, train_steps):
     """Inputs of `flops.training_flops_ratio` for this method's run.
@@ -421,12 +444,12 @@ class DropGrowUpdater(MaskUpdater):
                drop_fraction_anneal='cosine',
                update_frequency=100,
                begin_step=0,
-               end_step=-1,
+               end_step=None,
                grow_init='zeros',
                redistribution='none',
                grad_ema_decay=0.9,
                skip_weight_update_on_mask_update=None,
-               seed=0,
+               seed=None,
                name=None):
     """Configures the updater (gin binds these on the subclass's name).
 
@@ -437,12 +460,16 @@ class DropGrowUpdater(MaskUpdater):
         (see `schedules`).
       update_frequency: ΔT, steps between mask updates.
       begin_step: first step that updates masks.
-      end_step: last step that may update masks; < 0: until training ends
-        (an annealed drop fraction then stays at α).
+      end_step: last step that may update masks; None (default): 75% of
+        the run's `train_steps` (RigL's default) once `set_train_steps` is
+        called, else never stop; < 0: until training ends (an annealed drop
+        fraction then stays at α). The anneal's horizon is end_step.
       grow_init: value of newly grown weights: 'zeros'; 'random_normal'
-        (normal with the std of the whole masked weight tensor, as
-        google-research/rigl); 'initial_dist' (normal with the std of the
-        layer's active weights when the updater is built, i.e. at init).
+        (normal with the std of the layer's dense initial values, recorded
+        by `masks.init_masks` before masking: RigL's masked variables keep
+        those values and it draws with their std); 'initial_dist' (normal
+        with the std of the layer's active weights when the updater is
+        built, i.e. at init).
       redistribution: 'none'; or share the grown weights between layers in
         proportion to the mean |gradient EMA| ('momentum', SNFS), the mean
         |w| ('magnitude') of the active weights, or the number of non-zero
@@ -451,7 +478,8 @@ class DropGrowUpdater(MaskUpdater):
         used by redistribution='momentum').
       skip_weight_update_on_mask_update: skip the weight update on mask
         update steps; None: the method's default (True for RigL).
-      seed: seed of the stateless RNG (tie breaks, SET growth, grow_init).
+      seed: seed of the stateless RNG (tie breaks, SET growth, grow_init);
+        None: the run's seed (`train_eval.seed`, via `configure_run`).
       name: module name.
 
     Raises:
@@ -473,17 +501,12 @@ class DropGrowUpdater(MaskUpdater):
     if not 0.0 <= grad_ema_decay < 1.0:
       raise ValueError(
           f'grad_ema_decay must be in [0, 1), got {grad_ema_decay}.')
-    if end_step < 0 and drop_fraction_anneal != 'constant':
-      logging.warning(
-          '%s: drop_fraction_anneal=%r with end_step < 0 has no horizon to '
-          'anneal over; the drop fraction stays at %s. Set end_step (RigL '
-          'stops updating masks at 75%% of training).', type(self).__name__,
-          drop_fraction_anneal, drop_fraction)
     self.drop_fraction = float(drop_fraction)
     self.drop_fraction_anneal = drop_fraction_anneal
     self.update_frequency = int(update_frequency)
     self.begin_step = int(begin_step)
-    self.end_step = int(end_step)
+    self._end_step_given = end_step is not None
+    self.end_step = -1 if end_step is None else int(end_step)
     self.grow_init = grow_init
     self.redistribution = redistribution
     self.grad_ema_decay = float(grad_ema_decay)
@@ -493,6 +516,14 @@ class DropGrowUpdater(MaskUpdater):
     self._grad_ema = []
     self._initial_std = []
 
+  def configure_run(self, train_steps=None, seed=None):
+    """Also sets end_step to 75% of `train_steps` unless it was given."""
+    super().configure_run(train_steps=train_steps, seed=seed)
+    if train_steps is not None and not self._end_step_given:
+      self.end_step = int(0.75 * train_steps)
+      logging.info('%s: mask updates end at step %d (75%% of %d).',
+                   type(self).__name__, self.end_step, train_steps)
+
   @property
   def keeps_grad_ema(self):
     """Whether a dense-gradient EMA is kept (SNFS, momentum redistribution)."""
@@ -500,6 +531,12 @@ class DropGrowUpdater(MaskUpdater):
 
   def build(self, masked_weights):
     super().build(masked_weights)
+    if self.end_step < 0 and self.drop_fraction_anneal != 'constant':
+      logging.warning(
+          '%s: drop_fraction_anneal=%r with end_step < 0 has no horizon to '
+          'anneal over; the drop fraction stays at %s. Set end_step (RigL '
+          'stops updating masks at 75%% of training).', type(self).__name__,
+          self.drop_fraction_anneal, self.drop_fraction)
     self._current_drop_fraction = state_variable(
         float(self.drop_fraction_at(self.begin_step)), name='drop_fraction',
         dtype=tf.float32)
@@ -513,10 +550,20 @@ class DropGrowUpdater(MaskUpdater):
         self._grad_ema.append(
             state_variable(lambda w=mw.weight: tf.zeros(w.shape, tf.float32),
                            name=f'grad_ema_{mw.index}'))
-      if self.grow_init == 'initial_dist':
+      if self.grow_init != 'zeros':
         self._initial_std.append(
-            state_variable(lambda mw=mw: _active_std(mw.weight, mw.mask),
+            state_variable(lambda mw=mw: self._grow_std_at_build(mw),
                            name=f'initial_std_{mw.index}'))
+
+  def _grow_std_at_build(self, mw):
+    """Std of newly grown weights of `mw` (grow_init != 'zeros')."""
+    if self.grow_init == 'random_normal':
+      std = mw.layer.dense_init_std(mw.weight)
+      if std is not None:
+        return tf.constant(std, tf.float32)
+      # Masks drawn without init_masks: the active weights are a uniform
+      # sample of the dense initial values.
+    return _active_std(mw.weight, mw.mask)
 
   @property
   def current_drop_fraction(self):
@@ -654,9 +701,7 @@ class DropGrowUpdater(MaskUpdater):
     score = self.grow_scores(
         weight, grad, ema,
         layer_key(self.seed, index, step, _GROW_SCORE_STREAM))
-    if self.grow_init == 'random_normal':
-      grow_std = tf.math.reduce_std(tf.cast(weight, tf.float32))
-    elif self.grow_init == 'initial_dist':
+    if initial_std is not None:
       grow_std = tf.cast(initial_std, tf.float32)
     else:
       grow_std = tf.constant(0.0)
@@ -740,6 +785,17 @@ class RigL(DropGrowUpdater):
 
   As in the original code, the weight update is skipped on mask-update
   steps by default (`skip_weight_update_on_mask_update=False` applies it).
+
+  One difference in counting, kept on purpose: RigL does not increment
+  `global_step` on a mask-update step, so a run of T steps makes T weight
+  updates and T / ΔT extra mask-update steps. Here the mask-update step
+  counts as a step (`optimizer.iterations` grows), so a run of T steps makes
+  T - (number of mask updates) weight updates (1% fewer at ΔT = 100). The
+  learning-rate schedule and the update schedule both follow
+  `optimizer.iterations`, so every step sees the rate RigL's schedule gives
+  at that step, the schedule reaches its end at T, and step-based
+  checkpoints and summaries stay aligned; only the weight-update count
+  differs.
   """
 
   skip_weight_update_on_mask_update = True

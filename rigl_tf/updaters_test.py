@@ -20,6 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from rigl_tf import layers
+from rigl_tf import masks
 from rigl_tf import optimizers
 from rigl_tf import schedules
 from rigl_tf import test_util
@@ -483,6 +484,238 @@ class RegistryAndConfigTest(tf.test.TestCase):
       updaters.SET(drop_fraction=1.5)
     with self.assertRaisesRegex(ValueError, 'drop_fraction_anneal'):
       updaters.SET(drop_fraction_anneal='linear')
+
+
+def _hand_made(updater, mask_counts=(23, 9), shapes=((10, 6), (6, 4)),
+               seed=0):
+  """Two bias-free Dense layers with hand-set masks and distinct |w|.
+
+  Returns:
+    (model, SparseOptimizer(SGD(0)) running `updater`, list of its
+    `MaskedWeight`). With a zero learning rate the weights move only by
+    the updater, so the kept set is known in advance.
+  """
+  rng = np.random.RandomState(seed)
+  model = keras.Sequential(
+      [keras.Input((shapes[0][0],))] +
+      [keras.layers.Dense(s[1], use_bias=False, name=f'fc{i + 1}')
+       for i, s in enumerate(shapes)])
+  model = layers.sparsify(model)
+  weights = layers.get_masked_weights(model)
+  for mw, n_ones in zip(weights, mask_counts):
+    size = mw.size
+    mask = np.zeros(size, np.float32)
+    mask[rng.permutation(size)[:n_ones]] = 1.0
+    # Distinct magnitudes: the kept set is unique.
+    values = (rng.permutation(size) + 1.0) * rng.choice([-1, 1], size)
+    mw.mask.assign(mask.reshape(mw.weight.shape))
+    mw.weight.assign((values * mask).reshape(mw.weight.shape) * 0.01)
+  optimizer = optimizers.SparseOptimizer(
+      keras.optimizers.SGD(0.0), model, updater)
+  return model, optimizer, weights
+
+
+def _step(optimizer, weights, grads):
+  optimizer.apply_gradients(
+      zip([tf.constant(g.reshape(mw.weight.shape)) for g, mw in
+           zip(grads, weights)], [mw.weight for mw in weights]))
+
+
+def _flat(variable):
+  return variable.numpy().ravel()
+
+
+class ExactSemanticsTest(tf.test.TestCase, parameterized.TestCase):
+  """Through `SparseOptimizer` on hand-made layers, with expected values
+  derived here in numpy (not by the code under test)."""
+
+  def test_rigl_grows_the_top_dense_gradients_among_non_kept(self):
+    updater = updaters.RigL(drop_fraction=0.5,
+                            drop_fraction_anneal='constant',
+                            update_frequency=10, begin_step=0, end_step=50)
+    _, optimizer, weights = _hand_made(updater)
+    rng = np.random.RandomState(1)
+    # A dense gradient with distinct magnitudes everywhere; those of the
+    # active weights are the smallest, so growth must look at the inactive
+    # positions (a masked gradient has nothing there).
+    grads = []
+    for mw in weights:
+      mask = _flat(mw.mask)
+      g = (rng.permutation(mw.size) + 1.0) * rng.choice([-1, 1], mw.size)
+      g = np.where(mask > 0, g * 1e-3, g).astype(np.float32)
+      grads.append(g)
+    before = [(_flat(mw.mask), _flat(mw.weight)) for mw in weights]
+    _step(optimizer, weights, grads)  # Step 0 updates the masks.
+    for (mask, weight), g, mw in zip(before, grads, weights):
+      active = np.flatnonzero(mask)
+      n_drop = int(np.floor(len(active) * 0.5))
+      kept = set(active[np.argsort(-np.abs(weight[active]))][
+          :len(active) - n_drop].tolist())
+      not_kept = np.array([i for i in range(mw.size) if i not in kept])
+      grown = set(not_kept[np.argsort(-np.abs(g[not_kept]))][
+          :n_drop].tolist())
+      self.assertEqual(
+          set(np.flatnonzero(_flat(mw.mask)).tolist()), kept | grown,
+          f'{mw.name}: RigL must grow the {n_drop} largest |dense gradient| '
+          'among the positions it did not keep')
+      self.assertEmpty(grown & set(active.tolist()))
+
+  def test_snfs_grows_the_top_gradient_ema_and_keeps_the_exact_ema(self):
+    updater = updaters.SNFS(drop_fraction=0.5,
+                            drop_fraction_anneal='constant',
+                            update_frequency=10, begin_step=2, end_step=50)
+    _, optimizer, weights = _hand_made(updater)
+    rng = np.random.RandomState(2)
+    # Step 0 puts a large gradient on set A, step 2 a smaller one on set B:
+    # the EMA (0.081 g0 + 0.09 g1 + 0.1 g2) ranks A first, the last raw
+    # gradient ranks B first.
+    steps = [[], [], []]
+    sets = []
+    for mw in weights:
+      inactive = np.flatnonzero(_flat(mw.mask) == 0)
+      order = rng.permutation(inactive)
+      n_drop = int(np.floor(_flat(mw.mask).sum() * 0.5))
+      a, b = order[:n_drop], order[n_drop:2 * n_drop]
+      sets.append((set(a.tolist()), set(b.tolist())))
+      for t in range(3):
+        g = rng.uniform(0.0, 0.1, mw.size).astype(np.float32)
+        g *= rng.choice([-1, 1], mw.size)
+        if t == 0:
+          g[a] = 10.0 + rng.rand(len(a))
+        if t == 2:
+          g[b] = -(5.0 + rng.rand(len(b)))
+        steps[t].append(g.astype(np.float32))
+    before = [_flat(mw.mask) for mw in weights]
+    for grads in steps:
+      _step(optimizer, weights, grads)
+    for i, mw in enumerate(weights):
+      expected_ema = (0.1 * 0.9**2 * steps[0][i] + 0.1 * 0.9 * steps[1][i] +
+                      0.1 * steps[2][i])
+      self.assertAllClose(_flat(updater.grad_ema[i]), expected_ema,
+                          rtol=1e-5, atol=1e-7)
+      new = set(np.flatnonzero((_flat(mw.mask) > 0) &
+                               (before[i] == 0)).tolist())
+      self.assertEqual(new, sets[i][0],
+                       f'{mw.name}: SNFS must grow the top |EMA| (set A), '
+                       'not the top |last gradient| (set B)')
+
+  def test_set_grows_at_random_not_where_the_gradient_is(self):
+    grown = {}
+    for seed in (0, 1):
+      updater = updaters.SET(drop_fraction=0.5,
+                             drop_fraction_anneal='constant',
+                             update_frequency=10, begin_step=0, end_step=50)
+      updater.configure_run(train_steps=100, seed=seed)
+      _, optimizer, weights = _hand_made(updater, mask_counts=(30, 12))
+      mw = weights[0]
+      before = _flat(mw.mask)
+      inactive = np.flatnonzero(before == 0)
+      n_drop = 15
+      top = set(inactive[:n_drop].tolist())
+      g = np.zeros(mw.size, np.float32)
+      g[list(top)] = 100.0
+      _step(optimizer, weights, [g, np.zeros(weights[1].size, np.float32)])
+      new = set(np.flatnonzero((_flat(mw.mask) > 0) & (before == 0)).tolist())
+      # SET picks n_drop of the 45 positions it did not keep uniformly: it
+      # meets the 15 largest gradients about 5 times, not 15.
+      self.assertLessEqual(len(new & top), 10,
+                           'SET grew where the gradient is largest')
+      grown[seed] = new
+    # The run's seed reaches the updater: another seed grows elsewhere.
+    self.assertNotEqual(grown[0], grown[1])
+
+  def test_drops_exactly_floor_n_active_times_annealed_alpha(self):
+    updater = updaters.RigL(drop_fraction=0.5, drop_fraction_anneal='cosine',
+                            update_frequency=4, begin_step=0, end_step=12)
+    _, optimizer, weights = _hand_made(updater)
+    # Hand-computed α_t = 0.5 / 2 * (1 + cos(π t / 12)) and
+    # floor(n_active * α_t) for the layers' 23 and 9 active weights.
+    expected = {0: (0.5, [11, 4]), 4: (0.375, [8, 3]), 8: (0.125, [2, 1])}
+    for t, (alpha, _) in expected.items():
+      self.assertAllClose(updater.drop_fraction_at(t), alpha)
+    for step in range(9):
+      before = [_flat(mw.mask) for mw in weights]
+      # Zero gradient on active weights, distinct elsewhere: every grown
+      # position is new, so the number of new positions is n_drop.
+      grads = [np.where(m > 0, 0.0,
+                        np.arange(1, m.size + 1)).astype(np.float32)
+               for m in before]
+      _step(optimizer, weights, grads)
+      for i, mw in enumerate(weights):
+        after = _flat(mw.mask)
+        dropped = int(((before[i] > 0) & (after == 0)).sum())
+        new = int(((before[i] == 0) & (after > 0)).sum())
+        want = expected[step][1][i] if step in expected else 0
+        self.assertEqual((dropped, new), (want, want),
+                         f'{mw.name} at step {step}')
+        self.assertEqual(after.sum(), before[i].sum())
+
+  @parameterized.parameters('set', 'snfs', 'rigl')
+  def test_masks_change_at_every_update_step_only(self, method):
+    updater = updaters.get_updater(
+        method, drop_fraction=0.3, drop_fraction_anneal='constant',
+        update_frequency=3, begin_step=0, end_step=6)
+    _, optimizer, weights = _hand_made(updater)
+    rng = np.random.RandomState(3)
+    for step in range(9):
+      before = [_flat(mw.mask) for mw in weights]
+      # Small gradients on active weights: a gradient-based method must
+      # grow new positions, not regrow the ones it just dropped.
+      grads = [(rng.randn(m.size) * np.where(m > 0, 0.01, 1.0)).astype(
+          np.float32) for m in before]
+      _step(optimizer, weights, grads)
+      for i, mw in enumerate(weights):
+        changed = int(((before[i] == 0) & (_flat(mw.mask) > 0)).sum())
+        if step in (0, 3, 6):
+          self.assertGreater(changed, 0, f'{mw.name} at update step {step}')
+        else:
+          self.assertEqual(changed, 0, f'{mw.name} at step {step}')
+
+
+class GrowInitAndRunConfigTest(tf.test.TestCase):
+
+  def test_random_normal_uses_the_std_of_the_dense_initial_values(self):
+    model = keras.Sequential([keras.Input((100,)),
+                              keras.layers.Dense(60, use_bias=False,
+                                                 name='fc')])
+    model = layers.sparsify(model)
+    mw = layers.get_masked_weights(model)[0]
+    rng = np.random.RandomState(4)
+    dense = rng.randn(100, 60).astype(np.float32) * 0.2 + 0.05
+    mw.weight.assign(dense)
+    masks.init_masks(model, 0.9, seed=0)
+    updater = updaters.SET(drop_fraction=0.9, drop_fraction_anneal='constant',
+                           update_frequency=5, begin_step=0, end_step=10,
+                           grow_init='random_normal')
+    optimizer = optimizers.SparseOptimizer(keras.optimizers.SGD(0.0), model,
+                                           updater)
+    before = _flat(mw.mask)
+    _step(optimizer, [mw], [np.zeros(6000, np.float32)])
+    self.assertAllClose(updater._initial_std[0].numpy(), np.std(dense),
+                        rtol=1e-5)
+    new = (_flat(mw.mask) > 0) & (before == 0)
+    self.assertGreater(new.sum(), 400)
+    values = _flat(mw.weight)[new]
+    # Zero-mean normal with the dense std (0.2): not the std of the mostly
+    # zero stored tensor (~0.07).
+    self.assertAllClose(np.std(values), np.std(dense), rtol=0.1)
+    self.assertAllClose(np.mean(values), 0.0, atol=0.03)
+
+  def test_end_step_defaults_to_75_percent_of_train_steps(self):
+    updater = updaters.RigL(drop_fraction=0.3)
+    updater.configure_run(train_steps=1000, seed=3)
+    self.assertEqual(updater.end_step, 750)
+    self.assertEqual(updater.seed, 3)
+    # The cosine anneal reaches 0 at that horizon.
+    self.assertAllClose(updater.drop_fraction_at(375), 0.15)
+    self.assertAllClose(updater.drop_fraction_at(750), 0.0)
+    self.assertTrue(updater.is_update_step(700))
+    self.assertFalse(updater.is_update_step(800))
+    # Explicit values win.
+    explicit = updaters.RigL(end_step=-1, seed=9)
+    explicit.configure_run(train_steps=1000, seed=3)
+    self.assertEqual((explicit.end_step, explicit.seed), (-1, 9))
+    self.assertTrue(explicit.is_update_step(900))
 
 
 if __name__ == '__main__':
