@@ -13,6 +13,10 @@
 # limitations under the License.
 """Tests for imagenet_resnet.resnet_model, incl. the RigL FLOPs calibration."""
 
+import contextlib
+import io
+
+from absl import flags
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
@@ -86,12 +90,18 @@ class ResNet50Test(tf.test.TestCase, parameterized.TestCase):
       ('uniform', 0.9, True, 13.532, 0.13),
       ('uniform', 0.95, True, 8.433, 0.08),
       ('uniform', 0.965, True, 6.904, 0.07),
+      # The README's 99% ERK keeps conv1 dense, outside the ERK budget.
+      ('erk', 0.99, True, 4.354, 0.05),
   )
   def test_sparse_models_match_rigl_readme(self, method, sparsity,
                                            first_layer_dense, size_mb, ratio):
     sparsities = distributions.get_sparsities(
         flops.kernel_shapes(self.costs), sparsity, method=method,
         first_layer_dense=first_layer_dense)
+    if first_layer_dense:  # conv1 named as a dense layer: the same.
+      self.assertEqual(sparsities, distributions.get_sparsities(
+          flops.kernel_shapes(self.costs), sparsity, method=method,
+          dense_layers=['conv1']))
     costs = flops.with_densities(
         self.costs, {name: 1 - s for name, s in sparsities.items()})
     total = flops.summarize(costs)
@@ -99,6 +109,22 @@ class ResNet50Test(tf.test.TestCase, parameterized.TestCase):
     self.assertAlmostEqual(total.flops / dense.flops, ratio, delta=0.005)
     if size_mb is not None:
       self.assertAlmostEqual(total.size_mb, size_mb, delta=1e-3)
+
+
+  def test_cli_erk_99_with_dense_conv1_reports_readme_size(self):
+    flag_values = flags.FlagValues()
+    flops.define_flags(flag_values)
+    flops.parse_flags_or_exit(
+        ['flops', '--model=resnet50', '--sparsity=0.99',
+         '--distribution=erk', '--dense_layers=conv1', '--method=rigl',
+         '--update_frequency=100', '--length_multiplier=5', '--json'],
+        flag_values)
+    with contextlib.redirect_stdout(io.StringIO()):
+      report = flops.run(flag_values)
+    # RigL README, ERK 0.99 (5x): 4.354 MB, 0.05x inference, 0.29x training.
+    self.assertAlmostEqual(report['size_mb'], 4.354, delta=5e-4)
+    self.assertAlmostEqual(report['inference_flops_ratio'], 0.05, delta=0.006)
+    self.assertAlmostEqual(report['training_flops_ratio'], 0.29, delta=0.005)
 
 
 class ResNetVariantsTest(tf.test.TestCase, parameterized.TestCase):

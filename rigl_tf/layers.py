@@ -27,6 +27,7 @@ a stable order, which is the "layer index" that keys stateless randomness.
 import dataclasses
 from typing import Iterable, Sequence
 
+import gin
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import (
@@ -35,24 +36,33 @@ from tensorflow_model_optimization.python.core.sparsity.keras import (
 import tf_keras as keras
 
 # Layer class -> attribute names of its maskable weights. Looked up along the
-# MRO, so user subclasses of Dense/Conv2D are maskable too. TFMOT's registry
-# lists DepthwiseConv2D with no prunable weight; the RigL paper's MobileNet
-# results prune depthwise kernels too, hence the explicit entry.
+# MRO, so user subclasses of Dense/Conv2D are maskable too.
 _MASKABLE_WEIGHTS = {
     keras.layers.Dense: ('kernel',),
     keras.layers.Conv1D: ('kernel',),
     keras.layers.Conv2D: ('kernel',),
     keras.layers.Conv3D: ('kernel',),
+    keras.layers.DepthwiseConv1D: ('depthwise_kernel',),
     keras.layers.DepthwiseConv2D: ('depthwise_kernel',),
     keras.layers.SeparableConv1D: ('depthwise_kernel', 'pointwise_kernel'),
     keras.layers.SeparableConv2D: ('depthwise_kernel', 'pointwise_kernel'),
 }
+# Depthwise kernels are not masked unless asked (`mask_depthwise=True`):
+# RigL's MobileNets never mask them, and its FLOP counting keeps them dense
+# and outside the sparsity budget (they are ~1% of the weights and cheap).
+# So DepthwiseConv layers are not wrapped, and a SeparableConv gets a mask
+# on its pointwise kernel only.
+_DEPTHWISE_WEIGHT = 'depthwise_kernel'
 
 
-def _maskable_weight_names(layer):
+def _maskable_weight_names(layer, mask_depthwise=False):
+  """Names of `layer`'s maskable weights; () when none; None if unknown."""
   for cls in type(layer).__mro__:
     if cls in _MASKABLE_WEIGHTS:
-      return _MASKABLE_WEIGHTS[cls]
+      names = _MASKABLE_WEIGHTS[cls]
+      if not mask_depthwise:
+        names = tuple(n for n in names if n != _DEPTHWISE_WEIGHT)
+      return names
   return None
 
 
@@ -85,21 +95,31 @@ def _registry_weights(layer):
   return list(registry.make_prunable(layer).get_prunable_weights())
 
 
-def is_maskable(layer):
-  """Whether `MaskedLayer` can wrap `layer` (it has prunable weights)."""
+def is_maskable(layer, mask_depthwise=False):
+  """Whether `MaskedLayer` can wrap `layer` (it has prunable weights).
+
+  Args:
+    layer: a tf_keras layer.
+    mask_depthwise: whether depthwise kernels count as maskable (by default
+      they stay dense, as in RigL, so a DepthwiseConv layer is not).
+
+  Returns:
+    bool.
+  """
   if isinstance(layer, MaskedLayer):
     return False
-  if _maskable_weight_names(layer) is not None:
-    return True
+  names = _maskable_weight_names(layer, mask_depthwise)
+  if names is not None:
+    return bool(names)
   if isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
     return True
   # Built-in layers TFMOT can prune (Embedding, RNNs, ...).
   return _registry_weights(layer) is not None
 
 
-def _prunable_weights(layer):
+def _prunable_weights(layer, mask_depthwise=False):
   """The built layer's maskable variables, in a fixed order."""
-  names = _maskable_weight_names(layer)
+  names = _maskable_weight_names(layer, mask_depthwise)
   if names is not None:
     return [getattr(layer, name) for name in names]
   if isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
@@ -125,23 +145,29 @@ class MaskedLayer(keras.layers.Wrapper):
 
     self.fc = MaskedLayer(keras.layers.Dense(10))
 
+  Depthwise kernels are not masked unless `mask_depthwise=True` (RigL keeps
+  them dense): a SeparableConv gets a mask on its pointwise kernel only, and
+  a DepthwiseConv layer can be wrapped only with `mask_depthwise=True`.
+
   Attributes:
     layer: the wrapped layer.
     prunable_weights: the wrapped layer's maskable variables.
     masks: the mask variables, same order and shapes as `prunable_weights`.
   """
 
-  def __init__(self, layer, **kwargs):
+  def __init__(self, layer, mask_depthwise=False, **kwargs):
     if not isinstance(layer, keras.layers.Layer):
       raise ValueError(
           f'MaskedLayer wraps a tf_keras layer, got {type(layer).__name__}.')
-    if not is_maskable(layer):
+    if not is_maskable(layer, mask_depthwise):
       raise ValueError(
           f'Layer {layer.name!r} ({type(layer).__name__}) has no maskable '
-          'weights: wrap Dense, Conv1D/2D/3D, DepthwiseConv2D, SeparableConv, '
-          'or a layer implementing tfmot PrunableLayer.')
+          'weights: wrap Dense, Conv1D/2D/3D, SeparableConv, a layer '
+          'implementing tfmot PrunableLayer, or DepthwiseConv with '
+          'mask_depthwise=True (depthwise kernels stay dense by default).')
     kwargs.setdefault('name', layer.name)
     super().__init__(layer, **kwargs)
+    self.mask_depthwise = bool(mask_depthwise)
     self._set_mask_list([])
     self._set_dense_init_stds({})
 
@@ -200,11 +226,14 @@ class MaskedLayer(keras.layers.Wrapper):
   def prunable_weights(self):
     if not self.layer.built:
       return []
-    return _prunable_weights(self.layer)
+    return _prunable_weights(self.layer, self.mask_depthwise)
 
   @property
   def masks(self):
     return list(self._mask_list)
+
+  def get_config(self):
+    return {**super().get_config(), 'mask_depthwise': self.mask_depthwise}
 
   def call(self, inputs, *args, **kwargs):
     return self.layer(inputs, *args, **kwargs)
@@ -336,7 +365,8 @@ def _copy_weights(source_model, target_model):
       target.set_weights(layer.get_weights())
 
 
-def sparsify(model, dense_layers: Iterable[str] = ()):
+@gin.configurable('sparsify', allowlist=['mask_depthwise'])
+def sparsify(model, dense_layers: Iterable[str] = (), mask_depthwise=False):
   """Returns a copy of `model` whose maskable layers are `MaskedLayer`s.
 
   Weights are copied from `model` when it is built; all masks start at ones
@@ -347,6 +377,9 @@ def sparsify(model, dense_layers: Iterable[str] = ()):
       sparsified recursively).
     dense_layers: names of maskable layers to leave unwrapped (always dense,
       e.g. the first layer).
+    mask_depthwise: also mask depthwise kernels (default: they stay dense
+      and outside the sparsity budget, as in RigL). gin: `sparsify.
+      mask_depthwise = True`.
 
   Returns:
     The new model.
@@ -375,9 +408,9 @@ def sparsify(model, dense_layers: Iterable[str] = ()):
   def clone_fn(layer):
     if isinstance(layer, keras.Model):
       return _sparsify_clone(layer)
-    if layer.name in dense_layers or not is_maskable(layer):
+    if layer.name in dense_layers or not is_maskable(layer, mask_depthwise):
       return _copy_layer(layer)
-    return MaskedLayer(_copy_layer(layer))
+    return MaskedLayer(_copy_layer(layer), mask_depthwise=mask_depthwise)
 
   def _sparsify_clone(m):
     return keras.models.clone_model(m, clone_function=clone_fn)

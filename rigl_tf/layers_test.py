@@ -48,14 +48,19 @@ class MaskedLayerTest(tf.test.TestCase, parameterized.TestCase):
       ('conv2d', lambda: keras.layers.Conv2D(4, 3), (None, 8, 8, 2),
        [(3, 3, 2, 4)]),
       ('depthwise', lambda: keras.layers.DepthwiseConv2D(3),
-       (None, 8, 8, 5), [(3, 3, 5, 1)]),
+       (None, 8, 8, 5), [(3, 3, 5, 1)], True),
       ('separable', lambda: keras.layers.SeparableConv2D(4, 3),
-       (None, 8, 8, 2), [(3, 3, 2, 1), (1, 1, 2, 4)]),
+       (None, 8, 8, 2), [(3, 3, 2, 1), (1, 1, 2, 4)], True),
+      # By default the depthwise kernel stays dense: pointwise only.
+      ('separable_default', lambda: keras.layers.SeparableConv2D(4, 3),
+       (None, 8, 8, 2), [(1, 1, 2, 4)]),
+      ('conv3d', lambda: keras.layers.Conv3D(4, 2), (None, 4, 4, 4, 2),
+       [(2, 2, 2, 2, 4)]),
       ('prunable_layer', PrunableScale, (None, 7), [(7,)]),
   )
   def test_masks_for_each_prunable_weight(self, make_layer, input_shape,
-                                          mask_shapes):
-    wrapper = layers.MaskedLayer(make_layer())
+                                          mask_shapes, mask_depthwise=False):
+    wrapper = layers.MaskedLayer(make_layer(), mask_depthwise=mask_depthwise)
     wrapper.build(input_shape)
     self.assertEqual([tuple(m.shape) for m in wrapper.masks], mask_shapes)
     self.assertEqual([tuple(w.shape) for w in wrapper.prunable_weights],
@@ -82,10 +87,16 @@ class MaskedLayerTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIs(embedding.prunable_weights[0], embedding.layer.embeddings)
     self.assertEqual([tuple(m.shape) for m in embedding.masks], [(10, 4)])
 
-  def test_depthwise_mask_is_on_depthwise_kernel(self):
-    wrapper = layers.MaskedLayer(keras.layers.DepthwiseConv2D(3, name='dw'))
+  def test_depthwise_kernels_are_not_masked_by_default(self):
+    self.assertFalse(layers.is_maskable(keras.layers.DepthwiseConv2D(3)))
+    with self.assertRaisesRegex(ValueError, 'mask_depthwise=True'):
+      layers.MaskedLayer(keras.layers.DepthwiseConv2D(3, name='dw'))
+    wrapper = layers.MaskedLayer(keras.layers.DepthwiseConv2D(3, name='dw'),
+                                 mask_depthwise=True)
     wrapper.build((None, 8, 8, 5))
     self.assertIs(wrapper.prunable_weights[0], wrapper.layer.depthwise_kernel)
+    clone = layers.MaskedLayer.from_config(wrapper.get_config())
+    self.assertTrue(clone.mask_depthwise)
 
   def test_not_maskable(self):
     with self.assertRaisesRegex(ValueError, 'no maskable weights'):
@@ -133,9 +144,23 @@ class SparsifyTest(tf.test.TestCase):
     outputs = keras.layers.Dense(2, name='fc')(x)
     return keras.Model(inputs, outputs)
 
+  def test_depthwise_stays_dense_unless_asked(self):
+    model = self._functional()
+    kinds = {layer.name: type(layer).__name__
+             for layer in layers.sparsify(model).layers}
+    self.assertEqual(kinds['dw'], 'DepthwiseConv2D')
+    self.assertEqual(
+        [w.name for w in layers.get_masked_weights(layers.sparsify(model))],
+        ['conv', 'fc'])
+    # The distribution's budget covers the masked kernels only.
+    self.assertEqual(
+        set(masks.get_layer_sparsities(layers.sparsify(model), 0.5)),
+        {'conv', 'fc'})
+
   def test_wraps_maskable_layers_and_copies_weights(self):
     model = self._functional()
-    sparse = layers.sparsify(model, dense_layers=['conv'])
+    sparse = layers.sparsify(model, dense_layers=['conv'],
+                             mask_depthwise=True)
     kinds = {layer.name: type(layer).__name__ for layer in sparse.layers}
     self.assertEqual(kinds['conv'], 'Conv2D')
     self.assertEqual(kinds['dw'], 'MaskedLayer')
@@ -152,7 +177,7 @@ class SparsifyTest(tf.test.TestCase):
       layers.sparsify(self._functional(), dense_layers=['conv9'])
 
   def test_strip_keeps_zeros_and_function(self):
-    sparse = layers.sparsify(self._functional())
+    sparse = layers.sparsify(self._functional(), mask_depthwise=True)
     masks.init_masks(sparse, 0.7, seed=2)
     plain = layers.strip(sparse)
     self.assertEqual(
