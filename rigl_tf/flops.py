@@ -13,9 +13,16 @@
 # limitations under the License.
 """MicroNet-style FLOP and size counting, as in the RigL paper; and a CLI.
 
-Only Conv2D, DepthwiseConv2D and Dense layers are counted (as in RigL's
-`sparse_utils.get_stats`, built on the MicroNet challenge's `counting.py`);
-every other layer is listed as not counted. For a counted layer with n
+Conv2D, DepthwiseConv2D and Dense layers are counted as in RigL's
+`sparse_utils.get_stats` (built on the MicroNet challenge's `counting.py`);
+the other layers the wrapper can mask are counted by the same rules:
+Conv1D and Conv3D as convolutions over 1 or 3 spatial dimensions, and a
+SeparableConv (1D/2D) as its two ops, a depthwise convolution (named
+`<layer>/depthwise_kernel`, dot products only: Keras applies no bias or
+activation between the two) followed by a 1x1 convolution
+(`<layer>/pointwise_kernel`). Every other layer is listed as not counted. A
+layer applied several times (shared weights) is counted once per call. For a
+counted layer with n
 kernel weights of which nnz = n * d are non-zero (density d), applied at P
 output positions (out_h * out_w for a convolution, 1 for a dense layer on a
 vector) and producing P * c_out output elements:
@@ -49,18 +56,21 @@ were made with a Keras in which `DepthwiseConv2D` subclassed `Conv2D`, so
 bias and one ReLU per position); `depthwise_as_conv=True` reproduces that.
 
 Training cost per example (f_D, f_S: dense and sparse inference FLOPs; the
-backward pass costs twice the forward):
+backward pass costs twice the forward). Each method's rule lives with its
+class in `rigl_tf.updaters` (`training_flops_per_step`), the one registry of
+methods; this module looks it up:
 
   dense              3 f_D
-  static, SET, SNIP  3 f_S
+  static, SET        3 f_S
   SNFS               2 f_S + f_D (dense gradients every step)
   RigL               (3 f_S dT + 2 f_S + f_D) / (dT + 1)
-  GMP                mean over steps of 3 f(d_t) (density schedule d_t)
-  GraNet             as GMP, regrowth steps cost 2 f(d_t) + f_D as in RigL
-  Gem-Miner          3 f_D per search step, 3 f_S per fine-tuning step
 
 reported as a multiple of dense training (3 f_D per step, same number of
-steps), times an optional length multiplier (RigL's "5x" runs).
+steps), times an optional length multiplier (RigL's "5x" runs). For methods
+with a density schedule, `gradual_training_flops_per_step` (GMP: the mean of
+3 f(d_t); GraNet: regrowth steps cost 2 f(d_t) + f_D as in RigL) and
+`search_then_finetune_flops_per_step` (Gem-Miner: 3 f_D per search step,
+3 f_S per fine-tuning step) are the rules their classes state.
 
 Command line, e.g.:
 
@@ -77,7 +87,6 @@ if __name__ == '__main__':
     _tf.config.list_physical_devices('GPU')
 
 from collections.abc import Callable
-from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 import dataclasses
@@ -117,6 +126,8 @@ class LayerCost:
       position.
     counted: whether MicroNet counts the layer.
     param_bits: bits per stored non-zero weight or bias.
+    bias_relu: whether a bias add and a ReLU follow each output element
+      (False for the depthwise half of a separable convolution).
   """
   name: str
   kind: str
@@ -129,6 +140,7 @@ class LayerCost:
   out_channels: int = 0
   counted: bool = False
   param_bits: int = PARAM_BITS
+  bias_relu: bool = True
 
   @property
   def density(self) -> float:
@@ -140,15 +152,19 @@ class LayerCost:
     return self.positions * self.out_channels
 
   @property
+  def _bias_relu_ops(self) -> int:
+    return self.n_outputs if self.bias_relu else 0
+
+  @property
   def mults(self) -> float:
     """Dot-product multiplies plus one ReLU multiply per output element."""
-    return self.n_nonzero * self.positions + self.n_outputs
+    return self.n_nonzero * self.positions + self._bias_relu_ops
 
   @property
   def adds(self) -> float:
     """Dot-product adds (n - 1 per dot product) plus one bias add each."""
     dot_adds = self.n_nonzero * self.positions - self.n_outputs
-    return dot_adds + self.n_outputs
+    return dot_adds + self._bias_relu_ops
 
   @property
   def flops(self) -> float:
@@ -160,8 +176,8 @@ class LayerCost:
     if not self.counted:
       return 0.0
     mask_bits = self.n_weights if self.n_nonzero < self.n_weights else 0
-    return (self.param_bits * self.n_nonzero + mask_bits +
-            self.param_bits * self.out_channels)
+    bias_bits = self.param_bits * self.out_channels if self.bias_relu else 0
+    return self.param_bits * self.n_nonzero + mask_bits + bias_bits
 
   def as_dict(self) -> dict[str, Any]:
     """JSON-friendly record, derived quantities included."""
@@ -224,10 +240,11 @@ def _spatial_output(size, kernel, stride, dilation, padding, padding_rule):
   return math.ceil((size - effective + 1) / stride)  # 'valid'
 
 
-def _conv_output_hw(layer, input_shape, padding_rule):
+def _conv_output_spatial(layer, input_shape, padding_rule):
+  """Output size along each spatial dimension of a (1D/2D/3D) convolution."""
   if layer.data_format != 'channels_last':
     raise ValueError(f'Layer {layer.name!r}: only channels_last is counted.')
-  spatial = input_shape[1:3]
+  spatial = tuple(input_shape[1:1 + layer.rank])
   if any(d is None for d in spatial):
     raise ValueError(
         f'Layer {layer.name!r} has an unknown spatial input size '
@@ -238,52 +255,87 @@ def _conv_output_hw(layer, input_shape, padding_rule):
                                layer.dilation_rate, strict=True))
 
 
-def _conv2d_geometry(layer, input_shape, padding_rule, depthwise_as_conv):
+@dataclasses.dataclass(frozen=True)
+class _Op:
+  """One counted op of a layer: its kernel and where it is applied."""
+  suffix: str  # '' or '/<kernel name>' for a layer with several ops.
+  kind: str
+  kernel: Any
+  positions: int
+  out_channels: int
+  output_shape: tuple
+  bias_relu: bool = True
+
+
+def _conv_ops(layer, input_shape, padding_rule, depthwise_as_conv):
   del depthwise_as_conv  # Only depthwise layers care.
-  kernel = layer.kernel
-  out_h, out_w = _conv_output_hw(layer, input_shape, padding_rule)
-  c_out = int(kernel.shape[-1])
-  return kernel, out_h * out_w, c_out, (out_h, out_w, c_out)
+  out = _conv_output_spatial(layer, input_shape, padding_rule)
+  c_out = int(layer.kernel.shape[-1])
+  return [_Op('', f'Conv{layer.rank}D', layer.kernel, math.prod(out), c_out,
+              (*out, c_out))]
 
 
-def _depthwise_geometry(layer, input_shape, padding_rule, depthwise_as_conv):
-  kernel = layer.depthwise_kernel
-  out_h, out_w = _conv_output_hw(layer, input_shape, padding_rule)
-  channels = int(kernel.shape[2]) * int(kernel.shape[3])
+def _depthwise_op(layer, kernel, out, depthwise_as_conv, suffix='',
+                  bias_relu=True):
+  channels = int(kernel.shape[-2]) * int(kernel.shape[-1])
   # RigL's MobileNet counts: the kernel (k, k, C, m) seen as a convolution
   # with m output channels: one bias and one ReLU per position per m.
-  biased = int(kernel.shape[3]) if depthwise_as_conv else channels
-  return kernel, out_h * out_w, biased, (out_h, out_w, channels)
+  biased = int(kernel.shape[-1]) if depthwise_as_conv else channels
+  del layer
+  return _Op(suffix, f'DepthwiseConv{len(out)}D', kernel, math.prod(out),
+             biased if bias_relu else channels, (*out, channels), bias_relu)
 
 
-def _dense_geometry(layer, input_shape, padding_rule, depthwise_as_conv):
+def _depthwise_ops(layer, input_shape, padding_rule, depthwise_as_conv):
+  out = _conv_output_spatial(layer, input_shape, padding_rule)
+  return [_depthwise_op(layer, layer.depthwise_kernel, out, depthwise_as_conv)]
+
+
+def _separable_ops(layer, input_shape, padding_rule, depthwise_as_conv):
+  """Depthwise (no bias/ReLU between the two) then pointwise 1x1 conv."""
+  out = _conv_output_spatial(layer, input_shape, padding_rule)
+  depthwise = _depthwise_op(layer, layer.depthwise_kernel, out,
+                            depthwise_as_conv, '/depthwise_kernel',
+                            bias_relu=False)
+  c_out = int(layer.pointwise_kernel.shape[-1])
+  pointwise = _Op('/pointwise_kernel', f'Conv{layer.rank}D',
+                  layer.pointwise_kernel, math.prod(out), c_out, (*out, c_out))
+  return [depthwise, pointwise]
+
+
+def _dense_ops(layer, input_shape, padding_rule, depthwise_as_conv):
   del padding_rule, depthwise_as_conv
-  kernel = layer.kernel
   leading = input_shape[1:-1]
   if any(d is None for d in leading):
     raise ValueError(f'Layer {layer.name!r} has an unknown input size '
                      f'{tuple(input_shape)}.')
   positions = int(np.prod(leading)) if leading else 1
-  units = int(kernel.shape[-1])
-  return kernel, positions, units, (*leading, units)
+  units = int(layer.kernel.shape[-1])
+  return [_Op('', 'Dense', layer.kernel, positions, units, (*leading, units))]
 
 
-# Kind -> (layer class, geometry function). Looked up in this order with
-# isinstance; `_NOT_COUNTED` catches subclasses that are different ops.
-_COUNTED_KINDS = {
-    'DepthwiseConv2D': (keras.layers.DepthwiseConv2D, _depthwise_geometry),
-    'Conv2D': (keras.layers.Conv2D, _conv2d_geometry),
-    'Dense': (keras.layers.Dense, _dense_geometry),
-}
-_NOT_COUNTED = (keras.layers.Conv2DTranspose,)
+# Layer class -> function giving its counted ops. Looked up in this order
+# with isinstance; `_NOT_COUNTED` catches subclasses that are different ops.
+_COUNTED_LAYERS = (
+    (keras.layers.DepthwiseConv1D, _depthwise_ops),
+    (keras.layers.DepthwiseConv2D, _depthwise_ops),
+    (keras.layers.SeparableConv1D, _separable_ops),
+    (keras.layers.SeparableConv2D, _separable_ops),
+    (keras.layers.Conv1D, _conv_ops),
+    (keras.layers.Conv2D, _conv_ops),
+    (keras.layers.Conv3D, _conv_ops),
+    (keras.layers.Dense, _dense_ops),
+)
+_NOT_COUNTED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+                keras.layers.Conv3DTranspose)
 
 
-def _counted_kind(layer) -> str | None:
+def _ops_function(layer):
   if isinstance(layer, _NOT_COUNTED):
     return None
-  for kind, (cls, _) in _COUNTED_KINDS.items():
+  for cls, ops_fn in _COUNTED_LAYERS:
     if isinstance(layer, cls):
-      return kind
+      return ops_fn
   return None
 
 
@@ -294,13 +346,12 @@ def _is_masked(layer) -> bool:
 
 def _mask_nonzeros(wrapper, kernel) -> float | None:
   """Number of ones in the mask of `kernel` (None when it has no mask)."""
-  masks = list(wrapper.masks)
-  if not masks:
-    return None
   weights = list(wrapper.prunable_weights)
-  index = next((i for i, w in enumerate(weights) if w is kernel), 0)
+  index = next((i for i, w in enumerate(weights) if w is kernel), None)
+  if index is None:  # Not masked (e.g. a depthwise kernel kept dense).
+    return None
   # get_value also reads mirrored (tf.distribute) variables.
-  return float(np.sum(keras.backend.get_value(masks[index])))
+  return float(np.sum(keras.backend.get_value(list(wrapper.masks)[index])))
 
 
 def _shape_without_batch(shape) -> tuple:
@@ -318,12 +369,42 @@ def _layer_shape(layer, attr):
   return tuple(shape)
 
 
-def _walk(model) -> Iterable[keras.layers.Layer]:
+def _node_shape(shapes):
+  if isinstance(shapes, list) or shapes is None:
+    return None
+  return tuple(shapes)
+
+
+def _calls(model, layer):
+  """(input shape, output shape) of each call of `layer` inside `model`.
+
+  A Functional/Sequential model knows its calls (graph nodes); a layer used
+  twice (shared weights) has two. Otherwise: one call, the layer's shapes.
+  """
+  network_nodes = getattr(model, '_network_nodes', None)
+  nodes = getattr(layer, '_inbound_nodes', None)
+  if network_nodes and nodes:
+    calls = [(_node_shape(node.input_shapes), _node_shape(node.output_shapes))
+             for i, node in enumerate(nodes)
+             if f'{layer.name}_ib-{i}' in network_nodes]
+    if calls:
+      return calls
+  return [(_layer_shape(layer, 'input_shape'),
+           _layer_shape(layer, 'output_shape'))]
+
+
+def _walk(model):
+  """Yields (layer, input shape, output shape) once per call of each layer."""
   for layer in model.layers:
+    if isinstance(layer, keras.layers.InputLayer):
+      continue
+    calls = _calls(model, layer)
     if isinstance(layer, keras.Model) and not _is_masked(layer):
-      yield from _walk(layer)
+      for _ in calls:
+        yield from _walk(layer)
     else:
-      yield layer
+      for input_shape, output_shape in calls:
+        yield layer, input_shape, output_shape
 
 
 def layer_costs(model: keras.Model,
@@ -338,12 +419,15 @@ def layer_costs(model: keras.Model,
   densities, e.g. from `rigl_tf.distributions` before any training), else
   from its masks when it is a masked wrapper (the mean of the kernel's mask),
   else 1 (dense). Nested models are walked recursively; input layers are
-  skipped; a layer applied several times is counted once.
+  skipped; a layer applied several times gives one record per call (the
+  same name; its weights are stored once, see `summarize`). A separable
+  convolution gives two records, `<name>/depthwise_kernel` and
+  `<name>/pointwise_kernel`.
 
   Args:
     model: a built tf_keras Functional or Sequential model (static input
       shape).
-    densities: optional layer name -> density in [0, 1].
+    densities: optional record name -> density in [0, 1].
     padding_rule: 'micronet' (RigL's: every convolution counted as 'same' on
       its actual input) or 'layer' (each layer's own padding).
     depthwise_as_conv: count a depthwise kernel (k, k, C, m) as a convolution
@@ -351,8 +435,8 @@ def layer_costs(model: keras.Model,
     param_bits: bits per stored weight or bias.
 
   Returns:
-    A list of `LayerCost`, one per layer (uncounted ones with
-    `counted=False`).
+    A list of `LayerCost`, one per counted op and call (uncounted layers
+    with `counted=False`).
 
   Raises:
     ValueError: for an unknown padding rule, a name in `densities` that is
@@ -364,20 +448,16 @@ def layer_costs(model: keras.Model,
                      f'{PADDING_RULES}.')
   densities = dict(densities or {})
   costs = []
-  for layer in _walk(model):
-    if isinstance(layer, keras.layers.InputLayer):
-      continue
+  for layer, input_shape, output_shape in _walk(model):
     inner = layer.layer if _is_masked(layer) else layer
-    input_shape = _layer_shape(layer, 'input_shape')
-    kind = _counted_kind(inner)
-    if kind is None:
+    ops_fn = _ops_function(inner)
+    if ops_fn is None:
       costs.append(
           LayerCost(
               name=inner.name,
               kind=type(inner).__name__,
               input_shape=_shape_without_batch(input_shape),
-              output_shape=_shape_without_batch(
-                  _layer_shape(layer, 'output_shape')),
+              output_shape=_shape_without_batch(output_shape),
               n_weights=int(inner.count_params()) if inner.built else 0,
               param_bits=param_bits))
       continue
@@ -385,31 +465,30 @@ def layer_costs(model: keras.Model,
       raise ValueError(
           f'Cannot count layer {inner.name!r}: its input shape is unknown. '
           'Count a Functional/Sequential model built on a static input.')
-    geometry_fn = _COUNTED_KINDS[kind][1]
-    kernel, positions, out_channels, output_shape = geometry_fn(
-        inner, input_shape, padding_rule, depthwise_as_conv)
-    n_weights = int(np.prod(kernel.shape))
-    n_nonzero = None
-    if inner.name in densities:
-      n_nonzero = n_weights * _check_density(inner.name,
-                                             densities[inner.name])
-    elif _is_masked(layer):
-      n_nonzero = _mask_nonzeros(layer, kernel)
-    if n_nonzero is None:
-      n_nonzero = float(n_weights)
-    costs.append(
-        LayerCost(
-            name=inner.name,
-            kind=kind,
-            input_shape=_shape_without_batch(input_shape),
-            output_shape=output_shape,
-            kernel_shape=tuple(int(d) for d in kernel.shape),
-            n_weights=n_weights,
-            n_nonzero=float(n_nonzero),
-            positions=positions,
-            out_channels=out_channels,
-            counted=True,
-            param_bits=param_bits))
+    for op in ops_fn(inner, input_shape, padding_rule, depthwise_as_conv):
+      name = inner.name + op.suffix
+      n_weights = int(np.prod(op.kernel.shape))
+      n_nonzero = None
+      if name in densities:
+        n_nonzero = n_weights * _check_density(name, densities[name])
+      elif _is_masked(layer):
+        n_nonzero = _mask_nonzeros(layer, op.kernel)
+      if n_nonzero is None:
+        n_nonzero = float(n_weights)
+      costs.append(
+          LayerCost(
+              name=name,
+              kind=op.kind,
+              input_shape=_shape_without_batch(input_shape),
+              output_shape=op.output_shape,
+              kernel_shape=tuple(int(d) for d in op.kernel.shape),
+              n_weights=n_weights,
+              n_nonzero=float(n_nonzero),
+              positions=op.positions,
+              out_channels=op.out_channels,
+              counted=True,
+              param_bits=param_bits,
+              bias_relu=op.bias_relu))
   _check_names(densities, costs)
   return costs
 
@@ -459,15 +538,20 @@ def dense_costs(costs: Sequence[LayerCost]) -> list[LayerCost]:
 
 
 def summarize(costs: Sequence[LayerCost]) -> CostSummary:
-  """Totals of the counted layers: FLOPs, size and overall density."""
+  """Totals of the counted layers: FLOPs, size and overall density.
+
+  FLOPs add up over every call; weights (size, density) count once per
+  layer, however often it is called.
+  """
   counted = [c for c in costs if c.counted]
+  stored = list({c.name: c for c in reversed(counted)}.values())
   return CostSummary(
       flops=sum(c.flops for c in counted),
       mults=sum(c.mults for c in counted),
       adds=sum(c.adds for c in counted),
-      bits=sum(c.bits for c in counted),
-      n_weights=sum(c.n_weights for c in counted),
-      n_nonzero=sum(c.n_nonzero for c in counted))
+      bits=sum(c.bits for c in stored),
+      n_weights=sum(c.n_weights for c in stored),
+      n_nonzero=sum(c.n_nonzero for c in stored))
 
 
 def kernel_shapes(costs: Sequence[LayerCost]) -> dict[str, tuple]:
@@ -487,111 +571,27 @@ StepFlops = Sequence[float] | np.ndarray | Callable[[int], float]
 
 @dataclasses.dataclass(frozen=True)
 class TrainingCostInputs:
-  """What the per-method training-cost functions may use.
+  """What a method's training-cost rule may use.
 
   Attributes:
     f_dense: dense inference FLOPs f_D.
     f_sparse: sparse inference FLOPs f_S.
     update_frequency: mask-update period dT (RigL, GraNet).
-    step_flops: per-step inference FLOPs f(d_t) of a gradual schedule (GMP,
-      GraNet), as a sequence.
-    regrowth_steps: GraNet's steps with a dense-gradient regrowth.
-    search_steps: Gem-Miner's score-search steps.
-    finetune_steps: Gem-Miner's fine-tuning steps.
+    num_steps: the run's number of steps, when known.
+    flops_at_density: optional callable density -> inference FLOPs of the
+      model at that overall density (for methods with a density schedule).
   """
   f_dense: float
   f_sparse: float
   update_frequency: int | None = None
-  step_flops: np.ndarray | None = None
-  regrowth_steps: np.ndarray | None = None
-  search_steps: int | None = None
-  finetune_steps: int | None = None
+  num_steps: int | None = None
+  flops_at_density: Callable[[float], float] | None = None
 
 
-def _require(inputs, method, *names):
-  missing = [n for n in names if getattr(inputs, n) is None]
-  if missing:
-    raise ValueError(f'Training FLOPs of {method!r} need {", ".join(missing)}.')
-
-
-def _dense_cost(x: TrainingCostInputs) -> float:
-  return 3.0 * x.f_dense
-
-
-def _fixed_mask_cost(x: TrainingCostInputs) -> float:
-  # Sparse forward, sparse input-gradients, sparse weight-gradients. SNIP's
-  # single scoring step and SET's random growth are negligible.
-  return 3.0 * x.f_sparse
-
-
-def _snfs_cost(x: TrainingCostInputs) -> float:
-  # The momentum of every weight needs the dense weight-gradient each step.
-  return 2.0 * x.f_sparse + x.f_dense
-
-
-def _rigl_cost(x: TrainingCostInputs) -> float:
-  _require(x, 'rigl', 'update_frequency')
-  dt = x.update_frequency
-  # Every dT steps one extra step computes the dense gradient (and skips the
-  # weight update, as the RigL code does).
-  return (3.0 * x.f_sparse * dt + 2.0 * x.f_sparse + x.f_dense) / (dt + 1)
-
-
-def _gmp_cost(x: TrainingCostInputs) -> float:
-  _require(x, 'gmp', 'step_flops')
-  return 3.0 * float(np.mean(x.step_flops))
-
-
-def _granet_cost(x: TrainingCostInputs) -> float:
-  _require(x, 'granet', 'step_flops')
-  per_step = 3.0 * np.asarray(x.step_flops, dtype=np.float64)
-  if x.regrowth_steps is not None:
-    steps = np.asarray(x.regrowth_steps, dtype=np.int64)
-  else:
-    _require(x, 'granet', 'update_frequency')
-    steps = np.arange(x.update_frequency, len(per_step), x.update_frequency)
-  # A regrowth step needs the dense gradient, as RigL's update step does.
-  per_step[steps] = 2.0 * per_step[steps] / 3.0 + x.f_dense
-  return float(np.mean(per_step))
-
-
-def _gem_miner_cost(x: TrainingCostInputs) -> float:
-  _require(x, 'gem_miner', 'search_steps', 'finetune_steps')
-  total_steps = x.search_steps + x.finetune_steps
-  if total_steps <= 0:
-    raise ValueError('gem_miner needs search_steps + finetune_steps > 0.')
-  # The scores of all weights get gradients during the search: dense cost.
-  return (3.0 * x.f_dense * x.search_steps +
-          3.0 * x.f_sparse * x.finetune_steps) / total_steps
-
-
-# Method name -> average training FLOPs per step (per example).
-TRAINING_COSTS: dict[str, Callable[[TrainingCostInputs], float]] = {
-    'dense': _dense_cost,
-    'static': _fixed_mask_cost,
-    'set': _fixed_mask_cost,
-    'snip': _fixed_mask_cost,
-    'snfs': _snfs_cost,
-    'rigl': _rigl_cost,
-    'gmp': _gmp_cost,
-    'granet': _granet_cost,
-    'gem_miner': _gem_miner_cost,
-}
-METHODS = tuple(TRAINING_COSTS)
-
-
-def _as_step_array(step_flops: StepFlops | None,
-                   num_steps: int | None) -> np.ndarray | None:
-  if step_flops is None:
-    return None
-  if callable(step_flops):
-    if num_steps is None:
-      raise ValueError('A callable density_schedule_flops needs num_steps.')
-    return np.array([step_flops(t) for t in range(num_steps)], np.float64)
-  values = np.asarray(step_flops, dtype=np.float64)
-  if values.ndim != 1 or not values.size:
-    raise ValueError('density_schedule_flops must be a non-empty sequence.')
-  return values
+def methods() -> list[str]:
+  """Methods with a training-cost rule: every registered updater."""
+  from rigl_tf import updaters  # pylint: disable=g-import-not-at-top
+  return updaters.methods()
 
 
 def training_flops_ratio(method: str,
@@ -599,32 +599,25 @@ def training_flops_ratio(method: str,
                          f_sparse: float | None = None,
                          *,
                          update_frequency: int | None = None,
-                         density_schedule_flops: StepFlops | None = None,
                          num_steps: int | None = None,
-                         regrowth_steps: Sequence[int] | None = None,
-                         search_steps: int | None = None,
-                         finetune_steps: int | None = None,
+                         flops_at_density: Callable[[float], float]
+                         | None = None,
                          length_multiplier: float = 1.0) -> float:
   """Training FLOPs of `method` as a multiple of dense training.
 
   Dense training costs 3 f_D per example and step; the result is the
-  method's average per-step cost over 3 f_D, times `length_multiplier` (the
+  method's average per-step cost (its updater class's
+  `training_flops_per_step`) over 3 f_D, times `length_multiplier` (the
   method trained that many times longer than the dense baseline).
 
   Args:
-    method: one of `METHODS`.
+    method: a method registered in `rigl_tf.updaters`.
     f_dense: dense inference FLOPs f_D.
-    f_sparse: sparse inference FLOPs f_S (the final model's, for GMP/GraNet
-      it is unused); defaults to f_D.
-    update_frequency: dT, the mask-update period (rigl; granet's default
-      regrowth steps are dT, 2 dT, ...).
-    density_schedule_flops: per-step inference FLOPs f(d_t) over the whole
-      training (gmp, granet): a sequence, or a callable step -> FLOPs with
-      `num_steps`. See `gradual_schedule_flops`.
-    num_steps: number of steps, for a callable `density_schedule_flops`.
-    regrowth_steps: granet's regrowth steps (default every dT steps).
-    search_steps: gem_miner's search steps (dense cost).
-    finetune_steps: gem_miner's fine-tuning steps (sparse cost).
+    f_sparse: sparse inference FLOPs f_S; defaults to f_D.
+    update_frequency: dT, the mask-update period (rigl).
+    num_steps: the run's number of steps.
+    flops_at_density: density -> inference FLOPs, for methods with a
+      density schedule.
     length_multiplier: training length relative to the dense baseline.
 
   Returns:
@@ -633,8 +626,8 @@ def training_flops_ratio(method: str,
   Raises:
     ValueError: for an unknown method or a missing method input.
   """
-  if method not in TRAINING_COSTS:
-    raise ValueError(f'Unknown method {method!r}; choose one of {METHODS}.')
+  from rigl_tf import updaters  # pylint: disable=g-import-not-at-top
+  updater_class = updaters.get_updater_class(method)
   if f_dense <= 0:
     raise ValueError(f'f_dense must be positive, got {f_dense}.')
   if update_frequency is not None and update_frequency < 1:
@@ -643,13 +636,78 @@ def training_flops_ratio(method: str,
       f_dense=float(f_dense),
       f_sparse=float(f_dense if f_sparse is None else f_sparse),
       update_frequency=update_frequency,
-      step_flops=_as_step_array(density_schedule_flops, num_steps),
-      regrowth_steps=(None if regrowth_steps is None else
-                      np.asarray(regrowth_steps, dtype=np.int64)),
-      search_steps=search_steps,
-      finetune_steps=finetune_steps)
-  per_step = TRAINING_COSTS[method](inputs)
+      num_steps=num_steps,
+      flops_at_density=flops_at_density)
+  per_step = updater_class.training_flops_per_step(inputs)
   return per_step / (3.0 * f_dense) * length_multiplier
+
+
+def gradual_training_flops_per_step(step_flops: StepFlops,
+                                    f_dense: float,
+                                    *,
+                                    num_steps: int | None = None,
+                                    regrowth_steps: Sequence[int] | None = None
+                                    ) -> float:
+  """The rule of methods with a density schedule (GMP; GraNet).
+
+  The mean over the steps of 3 f(d_t); a regrowth step (GraNet's
+  neuroregeneration) needs the dense gradient: 2 f(d_t) + f_D, as RigL's
+  update step.
+
+  Args:
+    step_flops: per-step inference FLOPs f(d_t) over the whole training (a
+      sequence, or a callable step -> FLOPs with `num_steps`); see
+      `gradual_schedule_flops`.
+    f_dense: dense inference FLOPs f_D.
+    num_steps: number of steps, for a callable `step_flops`.
+    regrowth_steps: steps with a dense-gradient regrowth (none for GMP).
+
+  Returns:
+    Average training FLOPs per step and example.
+  """
+  per_step = 3.0 * _as_step_array(step_flops, num_steps)
+  if regrowth_steps is not None:
+    steps = np.asarray(regrowth_steps, dtype=np.int64)
+    per_step[steps] = 2.0 * per_step[steps] / 3.0 + f_dense
+  return float(np.mean(per_step))
+
+
+def search_then_finetune_flops_per_step(f_dense: float, f_sparse: float,
+                                        search_steps: int,
+                                        finetune_steps: int) -> float:
+  """The rule of Gem-Miner: a dense-cost search, then sparse fine-tuning.
+
+  The scores of all weights get gradients during the search (3 f_D per
+  step); fine-tuning with a fixed mask costs 3 f_S per step.
+
+  Args:
+    f_dense: dense inference FLOPs f_D.
+    f_sparse: sparse inference FLOPs f_S.
+    search_steps: score-search steps.
+    finetune_steps: fine-tuning steps.
+
+  Returns:
+    Average training FLOPs per step and example.
+
+  Raises:
+    ValueError: when there are no steps.
+  """
+  total_steps = search_steps + finetune_steps
+  if total_steps <= 0:
+    raise ValueError('search_steps + finetune_steps must be > 0.')
+  return (3.0 * f_dense * search_steps +
+          3.0 * f_sparse * finetune_steps) / total_steps
+
+
+def _as_step_array(step_flops: StepFlops, num_steps: int | None) -> np.ndarray:
+  if callable(step_flops):
+    if num_steps is None:
+      raise ValueError('A callable step_flops needs num_steps.')
+    return np.array([step_flops(t) for t in range(num_steps)], np.float64)
+  values = np.asarray(step_flops, dtype=np.float64)
+  if values.ndim != 1 or not values.size:
+    raise ValueError('step_flops must be a non-empty sequence.')
+  return values.copy()
 
 
 def gradual_density_schedule(num_steps: int,
@@ -706,8 +764,8 @@ def gradual_schedule_flops(flops_at_density: Callable[[float], float],
     **schedule_kwargs: the keyword arguments of `gradual_density_schedule`.
 
   Returns:
-    Array of `num_steps` FLOP counts, for `training_flops_ratio`'s
-    `density_schedule_flops`.
+    Array of `num_steps` FLOP counts, for
+    `gradual_training_flops_per_step`.
   """
   densities = gradual_density_schedule(num_steps, **schedule_kwargs)
   unique, inverse = np.unique(densities, return_inverse=True)
@@ -772,7 +830,7 @@ def report_dict(costs: Sequence[LayerCost],
     method: the training method, for `training_flops_ratio`.
     include_layers: add the per-layer records under 'layers'.
     **training_options: keyword arguments of `training_flops_ratio`
-      (update_frequency, density_schedule_flops, ...).
+      (update_frequency, num_steps, flops_at_density, ...).
 
   Returns:
     dict with `REPORT_KEYS` (`sparsity` is the realised fraction of zero
@@ -854,33 +912,23 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_list('dense_layers', [], 'Layers kept dense.', **fv)
   flags.DEFINE_bool('first_layer_dense', False,
                     'Keep the first counted layer dense (RigL uniform).', **fv)
-  flags.DEFINE_enum('method', 'rigl', list(METHODS),
-                    'Training method for the training-FLOPs multiple.', **fv)
+  flags.DEFINE_bool('mask_depthwise', False,
+                    'Give depthwise kernels the distribution\'s sparsity '
+                    '(default: dense and outside the budget, as RigL).', **fv)
+  flags.DEFINE_enum('method', 'rigl', methods(),
+                    'Training method (a registered updater) for the '
+                    'training-FLOPs multiple.', **fv)
   flags.DEFINE_integer('update_frequency', 100,
-                       'Mask update / pruning period dT.', **fv)
+                       'Mask update period dT.', **fv)
   flags.DEFINE_integer('num_steps', 32000,
-                       'Training steps (gmp, granet, gem_miner).', **fv)
-  flags.DEFINE_integer('prune_begin_step', 10000,
-                       'First step of the gmp/granet schedule.', **fv)
-  flags.DEFINE_integer('prune_end_step', 25000,
-                       'Last step of the gmp/granet schedule.', **fv)
-  flags.DEFINE_float('initial_density', 1.0,
-                     'Density at the start of gmp/granet (0.5: GraNet-ST).',
-                     **fv)
-  flags.DEFINE_integer('search_steps', None,
-                       'gem_miner search steps (default num_steps / 2).', **fv)
-  flags.DEFINE_integer(
-      'finetune_steps', None,
-      'gem_miner fine-tuning steps (default num_steps - search_steps).', **fv)
+                       'Training steps (for methods whose cost depends on '
+                       'the run length).', **fv)
   flags.DEFINE_float('length_multiplier', 1.0,
                      'Training length relative to dense (RigL 5x: 5).', **fv)
   flags.DEFINE_bool('json', False, 'Print one JSON object only.', **fv)
   flags.register_validator(
       'sparsity', lambda s: s is not None and 0.0 <= s < 1.0,
       message='--sparsity must be in [0, 1).', flag_values=flag_values)
-  flags.register_validator(
-      'initial_density', lambda d: d is not None and 0.0 < d <= 1.0,
-      message='--initial_density must be in (0, 1].', flag_values=flag_values)
   flags.register_validator(
       'update_frequency', lambda n: n is not None and n >= 1,
       message='--update_frequency must be >= 1.', flag_values=flag_values)
@@ -900,10 +948,20 @@ def _usage_error(message):
   sys.exit(2)
 
 
+def _maskable_shapes(costs, mask_depthwise):
+  """Kernel shapes the distribution covers (what `sparsify` would mask)."""
+  shapes = kernel_shapes(costs)
+  if mask_depthwise:
+    return shapes
+  # Depthwise kernels stay dense and outside the budget (rigl_tf.layers).
+  depthwise = {c.name for c in costs if c.kind.startswith('DepthwiseConv')}
+  return {n: s for n, s in shapes.items() if n not in depthwise}
+
+
 def _densities_for(costs, sparsity, fv) -> dict[str, float]:
   from rigl_tf import distributions  # pylint: disable=g-import-not-at-top
   sparsities = distributions.get_sparsities(
-      kernel_shapes(costs),
+      _maskable_shapes(costs, fv.mask_depthwise),
       sparsity,
       method=fv.distribution,
       erk_power_scale=fv.erk_power_scale,
@@ -919,31 +977,18 @@ def _densities_for(costs, sparsity, fv) -> dict[str, float]:
 
 
 def _training_options(costs, fv) -> dict[str, Any]:
-  """Method inputs from the flags (a gradual schedule for gmp/granet)."""
-  options = {'length_multiplier': fv.length_multiplier}
-  if fv.method in ('rigl', 'granet'):
-    options['update_frequency'] = fv.update_frequency
-  if fv.method in ('gmp', 'granet'):
+  """Every input a method's cost rule may use; the rule picks its own."""
 
-    def flops_at_density(density):
-      densities = _densities_for(costs, 1.0 - density, fv)
-      return summarize(with_densities(costs, densities)).flops
+  def flops_at_density(density):
+    densities = _densities_for(costs, 1.0 - density, fv)
+    return summarize(with_densities(costs, densities)).flops
 
-    options['density_schedule_flops'] = gradual_schedule_flops(
-        flops_at_density,
-        fv.num_steps,
-        initial_density=fv.initial_density,
-        final_density=1.0 - fv.sparsity,
-        begin_step=fv.prune_begin_step,
-        end_step=fv.prune_end_step,
-        update_frequency=fv.update_frequency)
-  if fv.method == 'gem_miner':
-    search = (fv.search_steps
-              if fv.search_steps is not None else fv.num_steps // 2)
-    finetune = (fv.finetune_steps if fv.finetune_steps is not None else
-                fv.num_steps - search)
-    options.update(search_steps=search, finetune_steps=finetune)
-  return options
+  return {
+      'length_multiplier': fv.length_multiplier,
+      'update_frequency': fv.update_frequency,
+      'num_steps': fv.num_steps,
+      'flops_at_density': flops_at_density,
+  }
 
 
 def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
@@ -969,8 +1014,7 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
 
 
 def _text_report(costs, report, fv) -> str:
-  method = fv.method + (f' (dT={fv.update_frequency})'
-                        if fv.method in ('rigl', 'granet', 'gmp') else '')
+  method = f'{fv.method} (update_frequency={fv.update_frequency})'
   return '\n'.join([
       f'{fv.model}, {fv.distribution} sparsity {fv.sparsity}',
       '',

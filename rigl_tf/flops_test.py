@@ -39,6 +39,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from rigl_tf import flops
+from rigl_tf import updaters
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -229,7 +230,7 @@ class MaskedLayerTest(tf.test.TestCase):
 
   def test_rigl_tf_masked_layers(self):
     from rigl_tf import layers  # pylint: disable=g-import-not-at-top
-    model = layers.sparsify(_small_model())
+    model = layers.sparsify(_small_model(), mask_depthwise=True)
     wrappers = {w.name: w for w in model.layers if hasattr(w, 'masks')}
     self.assertCountEqual(wrappers, ['conv', 'dw', 'fc'])
     for name, density in _SPARSE_DENSITIES.items():
@@ -256,11 +257,67 @@ class MaskedLayerTest(tf.test.TestCase):
                      _SPARSE['conv'][2])
 
 
+class MaskedLayerKindsTest(tf.test.TestCase):
+  """Layers the wrapper masks beyond Conv2D/Depthwise/Dense, by hand."""
+
+  def _costs(self, input_shape, layer, **kwargs):
+    inputs = keras.Input(input_shape)
+    return flops.layer_costs(keras.Model(inputs, layer(inputs)), **kwargs)
+
+  def _counts(self, cost):
+    return (cost.mults, cost.adds, cost.flops, cost.bits)
+
+  def test_separable_conv2d_is_depthwise_then_pointwise(self):
+    costs = self._costs((9, 9, 3), keras.layers.SeparableConv2D(
+        4, 3, padding='same', name='sep'))
+    self.assertEqual([(c.name, c.kind) for c in costs],
+                     [('sep/depthwise_kernel', 'DepthwiseConv2D'),
+                      ('sep/pointwise_kernel', 'Conv2D')])
+    # P = 81. Depthwise n = 27, 3 channels, no bias/ReLU between the ops:
+    # 27 * 81; 27 * 81 - 81 * 3; 32 * 27.
+    self.assertEqual(self._counts(costs[0]), (2187, 1944, 4131, 864))
+    # Pointwise 1x1, n = 12, c = 4: 12 * 81 + 324; 12 * 81; 32 * 12 + 128.
+    self.assertEqual(self._counts(costs[1]), (1296, 972, 2268, 512))
+    # Planned densities by record name; the pointwise half alone sparse.
+    sparse = flops.with_densities(costs, {'sep/pointwise_kernel': 0.5})
+    self.assertEqual(sparse[1].flops, 6 * 81 + 324 + 6 * 81)
+
+  def test_conv1d_and_conv3d(self):
+    (c1,) = self._costs((10, 2), keras.layers.Conv1D(4, 3, strides=2,
+                                                     name='c1'))
+    # out = ceil((10 - 3 + 1 + 2) / 2) = 5, n = 24, c = 4.
+    self.assertEqual((c1.kind, c1.output_shape), ('Conv1D', (5, 4)))
+    self.assertEqual(self._counts(c1), (140, 120, 260, 896))
+    (c3,) = self._costs((4, 4, 4, 2), keras.layers.Conv3D(3, 2, name='c3'))
+    # out = ceil((4 - 2 + 1 + 2)) = 5 per dimension, P = 125, n = 48.
+    self.assertEqual((c3.kind, c3.positions), ('Conv3D', 125))
+    self.assertEqual(self._counts(c3), (6375, 6000, 12375, 1632))
+
+  def test_a_shared_layer_counts_once_per_call(self):
+    inputs = keras.Input((6,))
+    shared = keras.layers.Dense(6, name='shared')
+    model = keras.Model(inputs, shared(shared(inputs)))
+    costs = flops.layer_costs(model)
+    # Two calls of n = 36, c = 6: 42 mults and 36 adds each.
+    self.assertEqual([c.flops for c in costs], [78, 78])
+    total = flops.summarize(costs)
+    self.assertEqual(total.flops, 156)
+    # Stored once: 32 * 36 + 32 * 6 bits, 36 weights.
+    self.assertEqual((total.bits, total.n_weights), (1344, 36))
+
+  def test_depthwise_kernels_outside_the_cli_budget(self):
+    costs = flops.layer_costs(_small_model())
+    self.assertEqual(list(flops._maskable_shapes(costs, False)),
+                     ['conv', 'fc'])
+    self.assertEqual(list(flops._maskable_shapes(costs, True)),
+                     ['conv', 'dw', 'fc'])
+
+
 class TrainingFlopsTest(tf.test.TestCase, parameterized.TestCase):
   F_DENSE = 100.0
   F_SPARSE = 20.0
 
-  @parameterized.parameters('static', 'set', 'snip')
+  @parameterized.parameters('static', 'set')
   def test_fixed_mask_equals_inference_ratio(self, method):
     self.assertAlmostEqual(
         flops.training_flops_ratio(method, self.F_DENSE, self.F_SPARSE), 0.2)
@@ -284,12 +341,12 @@ class TrainingFlopsTest(tf.test.TestCase, parameterized.TestCase):
             'rigl', self.F_DENSE, self.F_SPARSE, update_frequency=100,
             length_multiplier=5), 5 * 6140 / 30300)
 
-  def test_gem_miner(self):
-    # (3 * 100 * 10 + 3 * 20 * 30) / (3 * 100 * 40).
+  def test_search_then_finetune_rule(self):
+    # Gem-Miner: 3 * 100 * 10 + 3 * 20 * 30 over 40 steps.
     self.assertAlmostEqual(
-        flops.training_flops_ratio(
-            'gem_miner', self.F_DENSE, self.F_SPARSE, search_steps=10,
-            finetune_steps=30), 4800 / 12000)
+        flops.search_then_finetune_flops_per_step(
+            self.F_DENSE, self.F_SPARSE, search_steps=10, finetune_steps=30),
+        4800 / 40)
 
   def test_gradual_density_schedule_closed_form(self):
     schedule = flops.gradual_density_schedule(
@@ -308,44 +365,61 @@ class TrainingFlopsTest(tf.test.TestCase, parameterized.TestCase):
     step_flops = flops.gradual_schedule_flops(
         flops_at_density, 100, initial_density=1.0, final_density=0.2,
         begin_step=20, end_step=80, update_frequency=10)
-    ratio = flops.training_flops_ratio(
-        'gmp', self.F_DENSE, self.F_SPARSE, density_schedule_flops=step_flops)
+    ratio = flops.gradual_training_flops_per_step(
+        step_flops, self.F_DENSE) / (3 * self.F_DENSE)
     self.assertGreater(ratio, self.F_SPARSE / self.F_DENSE)
     self.assertLess(ratio, 1.0)
     self.assertAlmostEqual(ratio, np.mean(step_flops) / self.F_DENSE)
     # A callable schedule gives the same.
     self.assertAlmostEqual(
-        flops.training_flops_ratio(
-            'gmp', self.F_DENSE, density_schedule_flops=step_flops.__getitem__,
-            num_steps=100), ratio)
+        flops.gradual_training_flops_per_step(
+            step_flops.__getitem__, self.F_DENSE, num_steps=100) /
+        (3 * self.F_DENSE), ratio)
 
   def test_granet_adds_dense_gradient_on_regrowth_steps(self):
     step_flops = np.full(10, self.F_SPARSE)
-    ratio = flops.training_flops_ratio(
-        'granet', self.F_DENSE, density_schedule_flops=step_flops,
-        update_frequency=5)
-    # Step 5 costs 2 * 20 + 100 instead of 3 * 20.
-    self.assertAlmostEqual(ratio, (9 * 60 + 140) / 10 / 300)
+    # Steps 3, 6, 9 cost 2 * 20 + 100 instead of 3 * 20.
     self.assertAlmostEqual(
-        flops.training_flops_ratio(
-            'granet', self.F_DENSE, density_schedule_flops=step_flops,
-            regrowth_steps=[3, 6, 9]), (7 * 60 + 3 * 140) / 10 / 300)
+        flops.gradual_training_flops_per_step(
+            step_flops, self.F_DENSE, regrowth_steps=[3, 6, 9]),
+        (7 * 60 + 3 * 140) / 10)
+    self.assertAlmostEqual(
+        flops.gradual_training_flops_per_step(step_flops, self.F_DENSE),
+        60.0)
 
-  def test_every_method_is_registered(self):
-    self.assertCountEqual(flops.METHODS, [
-        'dense', 'static', 'set', 'snfs', 'rigl', 'snip', 'gmp', 'granet',
-        'gem_miner'
-    ])
+  def test_methods_are_the_updater_registry(self):
+    self.assertEqual(flops.methods(), updaters.methods())
+
+  def test_a_newly_registered_method_states_its_own_rule(self):
+    # One registry: a method registered in updaters gets FLOPs from its
+    # class, with no change to flops.py.
+    @updaters.register('half_dense_test_method')
+    class HalfDense(updaters.MaskUpdater):
+
+      @classmethod
+      def training_flops_per_step(cls, costs):
+        return 1.5 * costs.f_dense
+
+    del HalfDense
+    try:
+      self.assertAlmostEqual(
+          flops.training_flops_ratio('half_dense_test_method',
+                                     self.F_DENSE, self.F_SPARSE), 0.5)
+      costs = flops.layer_costs(_small_model(), _SPARSE_DENSITIES)
+      report = flops.report_dict(costs, method='half_dense_test_method')
+      self.assertAlmostEqual(report['training_flops_ratio'], 0.5)
+    finally:
+      updaters._REGISTRY.pop('half_dense_test_method')  # pylint: disable=protected-access
 
   def test_errors(self):
-    with self.assertRaisesRegex(ValueError, 'Unknown method'):
+    with self.assertRaisesRegex(ValueError, 'Unknown sparse training method'):
       flops.training_flops_ratio('nope', 1.0, 1.0)
     with self.assertRaisesRegex(ValueError, 'update_frequency'):
       flops.training_flops_ratio('rigl', 1.0, 0.5)
     with self.assertRaisesRegex(ValueError, 'step_flops'):
-      flops.training_flops_ratio('gmp', 1.0, 0.5)
+      flops.gradual_training_flops_per_step([], 1.0)
     with self.assertRaisesRegex(ValueError, 'search_steps'):
-      flops.training_flops_ratio('gem_miner', 1.0, 0.5)
+      flops.search_then_finetune_flops_per_step(1.0, 0.5, 0, 0)
 
 
 class ReportTest(tf.test.TestCase):
@@ -410,16 +484,14 @@ class CommandLineTest(tf.test.TestCase):
     self.assertEqual(report['inference_flops'],
                      round(report['inference_flops']))
 
-  def test_text_output_and_gmp(self):
+  def test_text_output_and_snfs(self):
     report, out = self._run('--model=lenet_300_100', '--sparsity=0.8',
-                            '--method=gmp', '--num_steps=100',
-                            '--prune_begin_step=10', '--prune_end_step=60',
-                            '--update_frequency=10')
+                            '--method=snfs')
     self.assertIn('| **total** |', out)
-    self.assertIn('training FLOPs, gmp', out)
-    self.assertGreater(report['training_flops_ratio'],
-                       report['inference_flops_ratio'])
-    self.assertLess(report['training_flops_ratio'], 1.0)
+    self.assertIn('training FLOPs, snfs', out)
+    # SNFS: (2 f_S + f_D) / 3 f_D.
+    self.assertAlmostEqual(report['training_flops_ratio'],
+                           (2 * report['inference_flops_ratio'] + 1) / 3)
 
   def test_bad_values_exit_2(self):
     for args in (['--sparsity=1.0'], ['--method=nope'],

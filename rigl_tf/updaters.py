@@ -251,6 +251,23 @@ class MaskUpdater(tf.Module):
     if seed is not None and not self._seed_given:
       self.seed = int(seed)
 
+  @classmethod
+  def training_flops_per_step(cls, costs):
+    """The method's training-cost rule: FLOPs per example and step.
+
+    Fixed sparse masks: a sparse forward pass, sparse input gradients and
+    sparse weight gradients, 3 f_S. `rigl_tf.flops` looks the rule up here
+    (the one registry of methods); a new method states its own.
+
+    Args:
+      costs: a `flops.TrainingCostInputs` (f_dense, f_sparse and the run's
+        options, e.g. update_frequency).
+
+    Returns:
+      The average training FLOPs of one step for one example.
+    """
+    return 3.0 * costs.f_sparse
+
   def training_cost_options(self, train_steps):
     """Inputs of `flops.training_flops_ratio` for this method's run.
 
@@ -290,6 +307,11 @@ class DenseTraining(MaskUpdater):
   """Dense training: the model is not sparsified (the reference baseline)."""
 
   sparse = False
+
+  @classmethod
+  def training_flops_per_step(cls, costs):
+    """Dense training: 3 f_D (forward, input and weight gradients)."""
+    return 3.0 * costs.f_dense
 
 
 def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
@@ -773,6 +795,11 @@ class SNFS(DropGrowUpdater):
 
   uses_grad_ema = True
 
+  @classmethod
+  def training_flops_per_step(cls, costs):
+    """2 f_S + f_D: the EMA needs the dense weight gradient every step."""
+    return 2.0 * costs.f_sparse + costs.f_dense
+
   def grow_scores(self, weight, dense_grad, grad_ema, key):
     del weight, dense_grad, key
     return tf.abs(grad_ema)
@@ -799,6 +826,22 @@ class RigL(DropGrowUpdater):
   """
 
   skip_weight_update_on_mask_update = True
+
+  @classmethod
+  def training_flops_per_step(cls, costs):
+    """(3 f_S ΔT + 2 f_S + f_D) / (ΔT + 1), RigL's rule.
+
+    Every ΔT sparse steps, one step computes the dense weight gradient (and
+    skips the weight update, as RigL's code does).
+
+    Raises:
+      ValueError: without `costs.update_frequency`.
+    """
+    dt = costs.update_frequency
+    if dt is None:
+      raise ValueError("Training FLOPs of 'rigl' need update_frequency.")
+    return (3.0 * costs.f_sparse * dt + 2.0 * costs.f_sparse +
+            costs.f_dense) / (dt + 1)
 
   def grow_scores(self, weight, dense_grad, grad_ema, key):
     del weight, grad_ema, key
