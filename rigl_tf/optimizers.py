@@ -82,6 +82,7 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
 
     Raises:
       TypeError: if `optimizer` is not a tf_keras optimizer.
+      ValueError: if SparseOptimizer does not know the optimizer's slots.
     """
     if not isinstance(optimizer, keras.optimizers.Optimizer):
       raise TypeError(
@@ -89,6 +90,7 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
           f'keras; keras.optimizers.SGD, Adam, ...), got {optimizer!r}.')
     if isinstance(optimizer, SparseOptimizer):
       raise TypeError('SparseOptimizer cannot wrap another SparseOptimizer.')
+    slot_lists(optimizer)  # An optimizer with unknown slots fails here.
     self._optimizer = optimizer
     self._model = model
     self._updater = updater if updater is not None else (
@@ -158,7 +160,20 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
     self._optimizer.use_ema = use_ema
 
   def finalize_variable_values(self, var_list):
-    return self._optimizer.finalize_variable_values(var_list)
+    """The wrapped optimizer's, then the masks again.
+
+    With `use_ema=True`, `model.fit` ends by writing each variable's moving
+    average into it; the average of a weight dropped during training is not
+    zero, so the masks are applied again afterwards.
+
+    Args:
+      var_list: the model's trainable variables.
+    """
+    self._optimizer.finalize_variable_values(var_list)
+    if self._masked_weights is not None:
+      for mw in self._masked_weights:
+        mw.weight.assign(mw.weight * tf.cast(mw.mask, mw.weight.dtype),
+                         read_value=False)
 
   def compute_gradients(self, loss, var_list, tape=None):
     return self._optimizer.compute_gradients(loss, var_list, tape=tape)
@@ -283,21 +298,97 @@ def _multiply_by_mask(weight, mask):
   return weight.assign(weight * tf.cast(mask, weight.dtype), read_value=False)
 
 
-# Lists of the tf_keras optimizer base class that are not slot lists.
-_NON_SLOT_LISTS = frozenset({
-    '_variables',
-    '_trainable_variables',
-    '_model_variables_moving_average',  # EMA copies (use_ema=True).
-    '_exclude_from_weight_decay',  # Variable keys.
-    '_exclude_from_weight_decay_names',  # Strings.
-})
+# Where each tf_keras optimizer keeps its per-weight slots: class -> {list
+# attribute: value of a fresh slot}. Slots live in lists indexed through
+# `_index_dict` (a private layout; `slot_lists_test` checks this table
+# against what each optimizer actually builds, so a tf_keras release that
+# moves a slot fails a test instead of leaving stale state). Grown weights get
+# fresh slots: 0, except Adagrad's and Ftrl's accumulators, which start at
+# `initial_accumulator_value` (a 0 there would divide by ~0).
+_SLOT_LISTS = {
+    keras.optimizers.SGD: lambda o: {'momentums': 0.0},
+    keras.optimizers.Adam: lambda o: {
+        '_momentums': 0.0, '_velocities': 0.0, '_velocity_hats': 0.0},
+    keras.optimizers.AdamW: lambda o: {
+        '_momentums': 0.0, '_velocities': 0.0, '_velocity_hats': 0.0},
+    keras.optimizers.Nadam: lambda o: {'_momentums': 0.0, '_velocities': 0.0},
+    keras.optimizers.Adamax: lambda o: {'_m': 0.0, '_u': 0.0},
+    keras.optimizers.RMSprop: lambda o: {
+        '_velocities': 0.0, '_momentums': 0.0, '_average_gradients': 0.0},
+    keras.optimizers.Adagrad: lambda o: {
+        '_accumulators': float(o.initial_accumulator_value)},
+    keras.optimizers.Adadelta: lambda o: {
+        '_accumulated_grads': 0.0, '_accumulated_delta_vars': 0.0},
+    keras.optimizers.Ftrl: lambda o: {
+        '_accumulators': float(o.initial_accumulator_value),
+        '_linears': 0.0},
+    keras.optimizers.Lion: lambda o: {'momentums': 0.0},
+}
+
+
+def _unwrap(optimizer):
+  # SparseOptimizer and LossScaleOptimizer keep slots in their inner one.
+  while hasattr(optimizer, 'inner_optimizer'):
+    optimizer = optimizer.inner_optimizer
+  return optimizer
+
+
+def slot_lists(optimizer):
+  """{slot list attribute: fresh slot value} of a tf_keras optimizer.
+
+  Args:
+    optimizer: a tf_keras optimizer (or a wrapper with `inner_optimizer`).
+
+  Returns:
+    dict attribute name -> float.
+
+  Raises:
+    ValueError: for an optimizer whose slots are not known: resetting the
+      slots of grown weights would silently fail.
+  """
+  optimizer = _unwrap(optimizer)
+  for cls in type(optimizer).__mro__:
+    if cls in _SLOT_LISTS:
+      return _SLOT_LISTS[cls](optimizer)
+  known = ', '.join(sorted(c.__name__ for c in _SLOT_LISTS))
+  raise ValueError(
+      f'SparseOptimizer does not know where {type(optimizer).__name__} keeps '
+      'its per-weight state (momentum, ...), which must be reset for grown '
+      f'weights. Use one of the tf_keras optimizers {known} (or a subclass).')
+
+
+def get_slot_resets(optimizer, variable):
+  """(slot variables of `variable`, the fresh value of each).
+
+  Args:
+    optimizer: a tf_keras optimizer (or `SparseOptimizer`).
+    variable: a model variable the optimizer has built slots for.
+
+  Returns:
+    (list of variables shaped like `variable`, list of floats), aligned.
+
+  Raises:
+    ValueError: for an optimizer whose slots are not known.
+  """
+  optimizer = _unwrap(optimizer)
+  fresh = slot_lists(optimizer)
+  index_dict = getattr(optimizer, '_index_dict', None) or {}
+  # pylint: disable-next=protected-access
+  index = index_dict.get(optimizer._var_key(variable))
+  if index is None:
+    return [], []
+  slots, values = [], []
+  for name, value in fresh.items():
+    slot_list = getattr(optimizer, name, None)
+    # Optional slots (amsgrad, centered, momentum) are absent or empty.
+    if slot_list:
+      slots.append(slot_list[index])
+      values.append(value)
+  return slots, values
 
 
 def get_slot_variables(optimizer, variable):
   """The wrapped optimizer's slot variables (momentum, m, v, ...) of `variable`.
-
-  Handles the tf_keras optimizers (slots in lists indexed through
-  `_index_dict`) and legacy ones (`get_slot`).
 
   Args:
     optimizer: a tf_keras optimizer (or `SparseOptimizer`).
@@ -305,29 +396,8 @@ def get_slot_variables(optimizer, variable):
 
   Returns:
     A list of variables shaped like `variable`, possibly empty.
+
+  Raises:
+    ValueError: for an optimizer whose slots are not known.
   """
-  if isinstance(optimizer, SparseOptimizer):
-    optimizer = optimizer.inner_optimizer
-  if hasattr(optimizer, 'get_slot_names'):  # Legacy optimizers.
-    return [optimizer.get_slot(variable, n) for n in optimizer.get_slot_names()]
-  index_dict = getattr(optimizer, '_index_dict', None)
-  if not index_dict:
-    return []
-  # pylint: disable-next=protected-access
-  index = index_dict.get(optimizer._var_key(variable))
-  if index is None:
-    return []
-  slots = []
-  # Every list attribute holding one variable per built model variable is a
-  # slot list (SGD: momentums; Adam: _momentums, _velocities; ...), except
-  # the base class's own lists: all variables, and the EMA copies of the
-  # model variables (use_ema=True), which are not slots.
-  for name, value in sorted(vars(optimizer).items()):
-    if name in _NON_SLOT_LISTS:
-      continue
-    if (isinstance(value, list) and len(value) == len(index_dict)
-        and value and all(isinstance(v, tf.Variable) for v in value)):
-      slot = value[index]
-      if slot.shape == variable.shape:
-        slots.append(slot)
-  return slots
+  return get_slot_resets(optimizer, variable)[0]

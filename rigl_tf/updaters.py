@@ -451,7 +451,8 @@ class DropGrowUpdater(MaskUpdater):
   positions not kept, grow the n_drop with the largest `grow_scores`. A
   position dropped and grown again keeps its value; new ones start at 0 (or
   as `grow_init` says), and their optimizer slots (momentum, Adam m/v) are
-  reset to 0 (those of dropped positions too). The active count of every
+  reset to a fresh slot's value, 0 for most (those of dropped positions
+  too; `optimizers.get_slot_resets`). The active count of every
   layer is preserved exactly; with `redistribution`, only the total count
   is, the layers' shares of the grown weights following a statistic.
 
@@ -698,7 +699,7 @@ class DropGrowUpdater(MaskUpdater):
       inputs = {
           'weight': mw.weight,
           'grad': grad,
-          'slots': optimizers.get_slot_variables(optimizer, mw.weight),
+          'slots': optimizers.get_slot_resets(optimizer, mw.weight),
           'ever': self._ever_active[i],
       }
       if self._grad_ema:
@@ -737,8 +738,11 @@ class DropGrowUpdater(MaskUpdater):
         layer_key(self.seed, index, step, _DROP_GROW_STREAM), grow_std)
     weight.assign(new_weight, read_value=False)
     mask.assign(new_mask, read_value=False)
-    for slot in slots:
-      slot.assign(slot * tf.cast(slot_factor, slot.dtype), read_value=False)
+    # Fresh slots (0, or e.g. Adagrad's initial accumulator) for new and
+    # dropped positions.
+    for slot, fresh in zip(*slots):
+      keep = tf.cast(slot_factor, slot.dtype)
+      slot.assign(slot * keep + fresh * (1 - keep), read_value=False)
     _or_assign(ever, new_mask)
     return num_new
 
