@@ -20,6 +20,8 @@ logits.
 import gin
 import tf_keras as keras
 
+from rigl_tf import regularizers
+
 
 @gin.configurable
 def lenet_300_100(input_shape=(28, 28, 1), num_classes=10, hidden=(300, 100),
@@ -31,12 +33,13 @@ def lenet_300_100(input_shape=(28, 28, 1), num_classes=10, hidden=(300, 100),
       (784 for MNIST, 64 for digits).
     num_classes: number of logits.
     hidden: sizes of the hidden layers.
-    l2: L2 regularisation scale of the kernels (RigL uses 1e-4).
+    l2: weight decay λ of the kernels, adding λ/2 · Σw² to the loss (TF1's
+      `l2_loss` convention of RigL's MNIST code, which uses 1e-4).
 
   Returns:
     A tf_keras Sequential model with layers fc1, fc2, logits.
   """
-  regularizer = keras.regularizers.l2(l2) if l2 else None
+  regularizer = regularizers.weight_decay_l2(l2)
   model = keras.Sequential(name='lenet_300_100')
   model.add(keras.layers.Flatten(input_shape=tuple(input_shape)))
   for i, units in enumerate(hidden):

@@ -45,6 +45,15 @@ class ModelsTest(tf.test.TestCase, parameterized.TestCase):
     digits = models.lenet_300_100(input_shape=(8, 8, 1))
     self.assertEqual(digits.get_layer('fc1').kernel.shape, (64, 300))
 
+  def test_weight_decay_is_half_lambda_sum_of_squares(self):
+    # RigL's MNIST code: lambda/2 * sum(w^2) (TF1 l2_loss), as the other
+    # models; keras.regularizers.l2(lambda) would add twice that.
+    model = models.lenet_300_100(input_shape=(8, 8, 1), l2=1e-4)
+    self.assertLen(model.losses, 3)
+    expected = sum(0.5e-4 * tf.reduce_sum(tf.square(model.get_layer(n).kernel))
+                   for n in ('fc1', 'fc2', 'logits'))
+    self.assertAllClose(tf.add_n(model.losses), expected, rtol=1e-6)
+
   # conv 156 + conv 2,416 + fc1 (400 or 64 inputs) + fc2 10,164 + logits 850.
   @parameterized.parameters(((28, 28, 1), 61_706), ((8, 8, 1), 21_386))
   def test_lenet5(self, input_shape, params):
