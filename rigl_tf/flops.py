@@ -275,28 +275,26 @@ def _conv_ops(layer, input_shape, padding_rule, depthwise_as_conv):
               (*out, c_out))]
 
 
-def _depthwise_op(layer, kernel, out, depthwise_as_conv, suffix='',
-                  bias_relu=True):
+def _depthwise_op(kernel, out, depthwise_as_conv, suffix='', bias_relu=True):
+  """A depthwise kernel (k.., C, m) applied at the positions `out`."""
   channels = int(kernel.shape[-2]) * int(kernel.shape[-1])
   # RigL's MobileNet counts: the kernel (k, k, C, m) seen as a convolution
   # with m output channels: one bias and one ReLU per position per m.
   biased = int(kernel.shape[-1]) if depthwise_as_conv else channels
-  del layer
   return _Op(suffix, f'DepthwiseConv{len(out)}D', kernel, math.prod(out),
              biased if bias_relu else channels, (*out, channels), bias_relu)
 
 
 def _depthwise_ops(layer, input_shape, padding_rule, depthwise_as_conv):
   out = _conv_output_spatial(layer, input_shape, padding_rule)
-  return [_depthwise_op(layer, layer.depthwise_kernel, out, depthwise_as_conv)]
+  return [_depthwise_op(layer.depthwise_kernel, out, depthwise_as_conv)]
 
 
 def _separable_ops(layer, input_shape, padding_rule, depthwise_as_conv):
   """Depthwise (no bias/ReLU between the two) then pointwise 1x1 conv."""
   out = _conv_output_spatial(layer, input_shape, padding_rule)
-  depthwise = _depthwise_op(layer, layer.depthwise_kernel, out,
-                            depthwise_as_conv, '/depthwise_kernel',
-                            bias_relu=False)
+  depthwise = _depthwise_op(layer.depthwise_kernel, out, depthwise_as_conv,
+                            '/depthwise_kernel', bias_relu=False)
   c_out = int(layer.pointwise_kernel.shape[-1])
   pointwise = _Op('/pointwise_kernel', f'Conv{layer.rank}D',
                   layer.pointwise_kernel, math.prod(out), c_out, (*out, c_out))

@@ -17,6 +17,7 @@ from absl.testing import parameterized
 import tensorflow as tf
 
 from rigl_tf import strategies
+from rigl_tf import test_util
 
 
 class StrategiesTest(tf.test.TestCase, parameterized.TestCase):
@@ -36,10 +37,15 @@ class StrategiesTest(tf.test.TestCase, parameterized.TestCase):
   def test_default_and_mirrored(self):
     self.assertEqual(strategies.get_strategy('default').num_replicas_in_sync,
                      1)
-    # No GPU here: 'mirrored' uses the 2 logical CPUs of conftest.py.
+    # 'mirrored' is every local GPU; without one, the 2 logical CPUs of
+    # conftest.py.
+    gpus = tf.config.list_logical_devices('GPU')
     mirrored = strategies.get_strategy('mirrored')
-    self.assertEqual(mirrored.num_replicas_in_sync, 2)
+    self.assertEqual(mirrored.num_replicas_in_sync, len(gpus) or 2)
     self.assertTrue(strategies.is_chief(mirrored))
+    # Built from the logical CPUs explicitly: 2 replicas on any machine.
+    self.assertEqual(
+        test_util.two_replica_strategy().num_replicas_in_sync, 2)
 
   def test_unknown(self):
     with self.assertRaisesRegex(ValueError, "Unknown strategy 'gpu'"):

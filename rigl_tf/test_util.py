@@ -13,6 +13,9 @@
 # limitations under the License.
 """Shared helpers for tests: small masked models and a tiny training loop."""
 
+import contextlib
+from unittest import mock
+
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
@@ -29,6 +32,25 @@ def two_replica_strategy():
   if len(cpus) < 2:
     raise RuntimeError('Tests need 2 logical CPU devices (see conftest.py).')
   return strategies.mirrored_strategy([d.name for d in cpus[:2]])
+
+
+@contextlib.contextmanager
+def mirrored_is_two_cpus():
+  """Within: `strategies.get_strategy('mirrored')` is `two_replica_strategy()`.
+
+  For tests of code that takes a strategy by name: 'mirrored' means all
+  local GPUs, so on a machine with one GPU it would be one replica. The
+  tests' 2-replica runs use the 2 logical CPUs, whatever the machine has.
+  """
+  real = strategies.get_strategy
+
+  def get_strategy(name='default', tpu=None):
+    if name == 'mirrored':
+      return two_replica_strategy()
+    return real(name, tpu)
+
+  with mock.patch.object(strategies, 'get_strategy', get_strategy):
+    yield
 
 
 def small_mlp(input_shape=(8, 8, 1), hidden=(32, 16), num_classes=10,

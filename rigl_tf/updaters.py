@@ -18,8 +18,10 @@ gradients, calls `on_step` (every step), applies the wrapped optimizer,
 re-masks the weights, and, on the steps where `is_update_step(step)` is true,
 calls `update_masks`; both hooks run in cross-replica context with the
 all-reduced dense gradients. A method is a subclass that says when and how
-masks change; a registry maps method names to classes, and gin configures
-them.
+masks change, and what a training step costs (`training_flops_per_step`,
+which `rigl_tf.flops` looks up); a registry maps method names to classes,
+the one registry of methods, and gin configures them. The trainer tells an
+updater the run's length and seed (`configure_run`) before it is built.
 
 This module holds
 
