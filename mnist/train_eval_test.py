@@ -15,6 +15,7 @@
 
 import glob
 import os
+from unittest import mock
 
 from absl.testing import parameterized
 import gin
@@ -23,6 +24,7 @@ import tensorflow_datasets as tfds
 
 from mnist import models
 from rigl_tf import train_lib
+from rigl_tf import updaters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', 'mnist', '*.gin')))
@@ -83,10 +85,25 @@ class ConfigsTest(parameterized.TestCase):
         "train_eval.dataset = 'mnist'", 'train_eval.train_steps = 20',
         'train_eval.log_every = 10', 'train_eval.checkpoint_every = 20',
         'train_eval.quiet = True', 'train_eval.batch_size = 20',
-        'train_eval.eval_batch_size = 50'])
+        'train_eval.eval_batch_size = 50', 'train_eval.seed = 3'])
     output_dir = self.create_tempdir().full_path
-    with tfds.testing.mock_data(num_examples=100):
+    configured = []
+    real_configure_run = updaters.MaskUpdater.configure_run
+
+    def configure_run(updater, **kwargs):
+      real_configure_run(updater, **kwargs)
+      configured.append((updater, kwargs))
+
+    with tfds.testing.mock_data(num_examples=100), mock.patch.object(
+        updaters.MaskUpdater, 'configure_run', configure_run):
       report = train_lib.train_eval(output_dir=output_dir)
+    # The run's length and seed reach the updater: SET's growth and every
+    # tie-break follow train_eval.seed; end_step defaults to 75% of 20.
+    (updater, kwargs), = configured
+    self.assertEqual(kwargs, {'train_steps': 20, 'seed': 3})
+    self.assertEqual(updater.seed, 3)
+    if isinstance(updater, updaters.DropGrowUpdater):
+      self.assertEqual(updater.end_step, 15)
     self.assertEqual(report['step'], 20)
     self.assertEqual(report['eval_examples'], 100)
     self.assertTrue(os.path.exists(os.path.join(output_dir, 'ckpt-20.index')))
