@@ -649,6 +649,10 @@ class ExactSemanticsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual((dropped, new), (want, want),
                          f'{mw.name} at step {step}')
         self.assertEqual(after.sum(), before[i].sum())
+    # The three mask-update steps (weight update skipped) count as steps:
+    # RigL's code would not increment its global step there (docs/
+    # semantics.md explains why rigl_tf does).
+    self.assertEqual(int(optimizer.iterations.numpy()), 9)
 
   @parameterized.parameters('set', 'snfs', 'rigl')
   def test_masks_change_at_every_update_step_only(self, method):
