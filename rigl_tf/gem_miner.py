@@ -770,8 +770,8 @@ def _flagged(scored_layers):
 
 
 @dataclasses.dataclass
-class _Context:
-  """What the phases of a Gem-Miner run share."""
+class RunContext:
+  """What the phases of a Gem-Miner run share (see `make_context`)."""
   strategy: tf.distribute.Strategy
   info: data.DatasetInfo
   miner: GemMiner
@@ -782,19 +782,46 @@ class _Context:
   label_smoothing: float
   say: Callable
 
+  def train_iterator(self, seed):
+    """An iterator over global training batches shuffled with `seed`."""
+    dataset = self.train_ds_fn(seed)
+    if isinstance(self.strategy, tf.distribute.TPUStrategy):
+      return iter(self.strategy.experimental_distribute_dataset(dataset))
+    return iter(dataset)
 
-def _iterator(ctx, seed):
-  dataset = ctx.train_ds_fn(seed)
-  if isinstance(ctx.strategy, tf.distribute.TPUStrategy):
-    return iter(ctx.strategy.experimental_distribute_dataset(dataset))
-  return iter(dataset)
+
+def make_context(strategy, info, miner, dataset, batch_size, eval_batch_size,
+                 data_dir=None, preprocess_fn=None, eval_preprocess_fn=None,
+                 label_smoothing=0.0, quiet=True):
+  """The `RunContext` of a run on tfds `dataset` (an epoch: all batches).
+
+  Raises:
+    ValueError: if the dataset does not say how many examples it has.
+  """
+  if not info.num_train_examples:
+    raise ValueError(f'gem_miner counts epochs: {dataset} must say how many '
+                     'training examples it has.')
+  steps_per_epoch = max(1, info.num_train_examples // batch_size)
+  miner.steps_per_epoch = steps_per_epoch
+
+  def train_ds_fn(data_seed):
+    return data.get_dataset(dataset, 'train', batch_size, training=True,
+                            data_dir=data_dir, preprocess_fn=preprocess_fn,
+                            seed=data_seed)
+
+  eval_ds = data.get_dataset(dataset, 'eval', eval_batch_size, training=False,
+                             data_dir=data_dir,
+                             preprocess_fn=eval_preprocess_fn)
+  say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+  return RunContext(strategy, info, miner, train_ds_fn, eval_ds, batch_size,
+                    steps_per_epoch, label_smoothing, say)
 
 
 def search(ctx, model, output_dir, seed, on_epoch_end=None):
   """The score search with iterative thresholding; resumes from checkpoints.
 
   Args:
-    ctx: the run's `_Context`.
+    ctx: the run's `RunContext`.
     model: the scored model (built in the strategy's scope).
     output_dir: where the search's checkpoints and history go (None: none).
     seed: data-order seed.
@@ -819,7 +846,7 @@ def search(ctx, model, output_dir, seed, on_epoch_end=None):
                 miner.search_learning_rate)
     optimizer = keras.optimizers.SGD(schedule, momentum=miner.search_momentum)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch')
-  iterator = _iterator(ctx, seed)
+  iterator = ctx.train_iterator(seed)
   history = []
   manager = None
   if output_dir:
@@ -895,7 +922,7 @@ def finetune(ctx, model, seed, label):
   `SparseOptimizer` keeps masked weights at zero after every step.
 
   Args:
-    ctx: the run's `_Context`.
+    ctx: the run's `RunContext`.
     model: the `MaskedLayer` model (built in the strategy's scope).
     seed: data-order seed.
     label: name for progress lines.
@@ -927,7 +954,7 @@ def finetune(ctx, model, seed, label):
   loop, metrics = make_train_loop(
       strategy, model, optimizer, variables, extra_loss, ctx.batch_size,
       ctx.info.num_classes, ctx.label_smoothing)
-  iterator = _iterator(ctx, seed)
+  iterator = ctx.train_iterator(seed)
   for epoch in range(miner.finetune_epochs):
     loop(iterator, tf.constant(ctx.steps_per_epoch))
     loss = float(metrics['loss'].result())
@@ -957,7 +984,7 @@ def run_gem_miner(*, strategy, info, output_dir, mode='train_and_eval',
                   batch_size=128, eval_batch_size=500, sparsity=0.9,
                   seed=0, label_smoothing=0.0, preprocess_fn=None,
                   eval_preprocess_fn=None, quiet=False, on_epoch_end=None,
-                  **unused):
+                  miner=None, **unused):
   """A whole Gem-Miner run: search, gem at init, fine-tuning, sanity checks.
 
   Called by `train_lib.train_eval` with its arguments (those Gem-Miner does
@@ -983,6 +1010,7 @@ def run_gem_miner(*, strategy, info, output_dir, mode='train_and_eval',
     eval_preprocess_fn: evaluation map.
     quiet: print only the final report.
     on_epoch_end: optional fn(epoch, model) after each search epoch.
+    miner: the `GemMiner` with the hyperparameters (default: from gin).
     **unused: the shared trainer's other arguments.
 
   Returns:
@@ -1001,25 +1029,12 @@ def run_gem_miner(*, strategy, info, output_dir, mode='train_and_eval',
   if not 0.0 < sparsity < 1.0:
     raise ValueError(f'gem_miner needs a target train_eval.sparsity in (0, 1),'
                      f' got {sparsity}.')
-  miner = updaters.get_updater('gem_miner')
+  miner = miner or updaters.get_updater('gem_miner')
   miner.sparsity = float(sparsity)
-  if not info.num_train_examples:
-    raise ValueError(f'gem_miner counts epochs: {dataset} must say how many '
-                     'training examples it has.')
-  steps_per_epoch = max(1, info.num_train_examples // batch_size)
-  miner.steps_per_epoch = steps_per_epoch
-  say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-
-  def train_ds_fn(data_seed):
-    return data.get_dataset(dataset, 'train', batch_size, training=True,
-                            data_dir=data_dir, preprocess_fn=preprocess_fn,
-                            seed=data_seed)
-
-  eval_ds = data.get_dataset(dataset, 'eval', eval_batch_size, training=False,
-                             data_dir=data_dir,
-                             preprocess_fn=eval_preprocess_fn)
-  ctx = _Context(strategy, info, miner, train_ds_fn, eval_ds, batch_size,
-                 steps_per_epoch, label_smoothing, say)
+  ctx = make_context(strategy, info, miner, dataset, batch_size,
+                     eval_batch_size, data_dir, preprocess_fn,
+                     eval_preprocess_fn, label_smoothing, quiet)
+  steps_per_epoch, say = ctx.steps_per_epoch, ctx.say
   with strategy.scope():
     keras.utils.set_random_seed(seed)
     base = model_fn(input_shape=info.input_shape,
