@@ -42,6 +42,7 @@ import os
 import time
 from typing import Callable, Optional, Sequence
 
+from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
@@ -532,6 +533,7 @@ class GemMiner(updaters.MaskUpdater):
                finetune_gamma: float = 0.1,
                finetune_weight_decay: float = 1e-4,
                sanity_checks: Sequence[str] = (),
+               steps_per_epoch: Optional[int] = None,
                seed: int = 0,
                name: Optional[str] = None):
     """Gem-Miner's hyperparameters (defaults: the paper's ResNet-20 recipe).
@@ -559,6 +561,8 @@ class GemMiner(updaters.MaskUpdater):
         fine-tuning.
       sanity_checks: any of 'reinit' (new weights, same mask) and 'shuffle'
         (each layer's mask permuted), each fine-tuned as the gem.
+      steps_per_epoch: steps of an epoch; default: the dataset's training
+        examples // the global batch size.
       seed: seed of the sanity checks' randomness (the run's seed is used
         for weights and scores).
       name: module name.
@@ -610,9 +614,11 @@ class GemMiner(updaters.MaskUpdater):
     self.finetune_gamma = float(finetune_gamma)
     self.finetune_weight_decay = float(finetune_weight_decay)
     self.sanity_checks = list(sanity_checks)
-    # Set by the run: the target (train_eval.sparsity), the epoch length.
+    if steps_per_epoch is not None and steps_per_epoch < 1:
+      raise ValueError('GemMiner.steps_per_epoch must be >= 1.')
+    self.steps_per_epoch = steps_per_epoch
+    # Set by the run: the target (train_eval.sparsity).
     self.sparsity = None
-    self.steps_per_epoch = None
 
   def training_cost_options(self, train_steps):
     """Search steps at dense cost, fine-tuning steps at sparse cost."""
@@ -798,11 +804,14 @@ def make_context(strategy, info, miner, dataset, batch_size, eval_batch_size,
   Raises:
     ValueError: if the dataset does not say how many examples it has.
   """
-  if not info.num_train_examples:
-    raise ValueError(f'gem_miner counts epochs: {dataset} must say how many '
-                     'training examples it has.')
-  steps_per_epoch = max(1, info.num_train_examples // batch_size)
-  miner.steps_per_epoch = steps_per_epoch
+  steps_per_epoch = miner.steps_per_epoch
+  if steps_per_epoch is None:
+    if not info.num_train_examples:
+      raise ValueError(
+          f'gem_miner counts epochs and {dataset} does not say how many '
+          'training examples it has: bind GemMiner.steps_per_epoch.')
+    steps_per_epoch = max(1, info.num_train_examples // batch_size)
+    miner.steps_per_epoch = steps_per_epoch
 
   def train_ds_fn(data_seed):
     return data.get_dataset(dataset, 'train', batch_size, training=True,
@@ -846,23 +855,35 @@ def search(ctx, model, output_dir, seed, on_epoch_end=None):
                 miner.search_learning_rate)
     optimizer = keras.optimizers.SGD(schedule, momentum=miner.search_momentum)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch')
-  iterator = ctx.train_iterator(seed)
   history = []
-  manager = None
-  if output_dir:
+  # The input position is saved with the search where the pipeline allows
+  # it (small datasets, no py_function): a resumed search then continues
+  # the exact data order. Otherwise a resumed search reshuffles.
+  latest = tf.train.latest_checkpoint(output_dir) if output_dir else None
+  iterator = None
+  if (data.checkpoint_input_position(ctx.info)
+      and not isinstance(strategy, tf.distribute.TPUStrategy)
+      and (latest is None or _has_input_position(latest))):
+    iterator = ctx.train_iterator(seed)
+
+  def make_manager(iterator):
     trackables = dict(model=model, optimizer=optimizer, epoch=epoch)
-    if data.checkpoint_input_position(ctx.info):
+    if iterator is not None:
       trackables['train_iterator'] = iterator
-    manager = tf.train.CheckpointManager(
+    return tf.train.CheckpointManager(
         tf.train.Checkpoint(**trackables), output_dir, max_to_keep=2)
-    if manager.latest_checkpoint:
-      manager.checkpoint.restore(
-          manager.latest_checkpoint).assert_existing_objects_matched()
-      history_path = os.path.join(output_dir, 'history.json')
-      if tf.io.gfile.exists(history_path):
-        with tf.io.gfile.GFile(history_path) as f:
-          history = json.load(f)[:int(epoch.numpy())]
-      ctx.say(f'Resumed the search after epoch {int(epoch.numpy())}.')
+
+  manager = make_manager(iterator) if output_dir else None
+  if latest:
+    manager.checkpoint.restore(latest).assert_existing_objects_matched()
+    history_path = os.path.join(output_dir, 'history.json')
+    if tf.io.gfile.exists(history_path):
+      with tf.io.gfile.GFile(history_path) as f:
+        history = json.load(f)[:int(epoch.numpy())]
+    ctx.say(f'Resumed the search after epoch {int(epoch.numpy())}.')
+  saving_position = iterator is not None
+  if iterator is None:
+    iterator = ctx.train_iterator(seed + 1_000_003 * int(epoch.numpy()))
   scores = [layer.score for layer in scored]
 
   def extra_loss():
@@ -904,7 +925,18 @@ def search(ctx, model, output_dir, seed, on_epoch_end=None):
                            / total})
     epoch.assign(done)
     if manager:
-      manager.save(checkpoint_number=done)
+      try:
+        manager.save(checkpoint_number=done)
+      except (tf.errors.FailedPreconditionError,
+              tf.errors.UnimplementedError) as e:
+        if not saving_position:
+          raise
+        logging.warning('The input pipeline cannot be saved (%s); a resumed '
+                        'search reshuffles the data.',
+                        str(e).splitlines()[0])
+        saving_position = False
+        manager = make_manager(None)
+        manager.save(checkpoint_number=done)
       _write_json(os.path.join(output_dir, 'history.json'), history)
     ctx.say(f'search epoch {done}/{miner.search_epochs}  loss {loss:.4f}  '
             f'test acc {before:.4f} (rounded {after:.4f})  flagged '
@@ -970,6 +1002,12 @@ def finetune(ctx, model, seed, label):
   if bad:
     raise AssertionError(f'mask invariant violated in {bad}')
   return (at_init, *evaluate())
+
+
+def _has_input_position(path):
+  """Whether checkpoint `path` saved the input pipeline's position."""
+  names = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+  return any(name.startswith('train_iterator/') for name in names)
 
 
 def _write_json(path, obj):
