@@ -826,7 +826,8 @@ def make_context(strategy, info, miner, dataset, batch_size, eval_batch_size,
                     steps_per_epoch, label_smoothing, say)
 
 
-def search(ctx, model, output_dir, seed, on_epoch_end=None):
+def search(ctx, model, output_dir, seed, on_epoch_end=None,
+           restore_dir=None, writer=None):
   """The score search with iterative thresholding; resumes from checkpoints.
 
   Args:
@@ -836,6 +837,9 @@ def search(ctx, model, output_dir, seed, on_epoch_end=None):
     seed: data-order seed.
     on_epoch_end: optional fn(epoch, model) called after each epoch's
       checkpoint.
+    restore_dir: where to resume from (default `output_dir`; a non-chief
+      worker saves to scratch and resumes from the chief's checkpoints).
+    writer: optional `tf.summary` writer for per-epoch scalars.
 
   Returns:
     list of per-epoch dicts: epoch, loss, train accuracy, test accuracy
@@ -859,7 +863,8 @@ def search(ctx, model, output_dir, seed, on_epoch_end=None):
   # The input position is saved with the search where the pipeline allows
   # it (small datasets, no py_function): a resumed search then continues
   # the exact data order. Otherwise a resumed search reshuffles.
-  latest = tf.train.latest_checkpoint(output_dir) if output_dir else None
+  restore_dir = restore_dir or output_dir
+  latest = tf.train.latest_checkpoint(restore_dir) if restore_dir else None
   iterator = None
   if (data.checkpoint_input_position(ctx.info)
       and not isinstance(strategy, tf.distribute.TPUStrategy)
@@ -876,7 +881,7 @@ def search(ctx, model, output_dir, seed, on_epoch_end=None):
   manager = make_manager(iterator) if output_dir else None
   if latest:
     manager.checkpoint.restore(latest).assert_existing_objects_matched()
-    history_path = os.path.join(output_dir, 'history.json')
+    history_path = os.path.join(restore_dir, 'history.json')
     if tf.io.gfile.exists(history_path):
       with tf.io.gfile.GFile(history_path) as f:
         history = json.load(f)[:int(epoch.numpy())]
@@ -924,6 +929,11 @@ def search(ctx, model, output_dir, seed, on_epoch_end=None):
             int(tf.reduce_sum(layer.rounded_mask())) for layer in scored))
                            / total})
     epoch.assign(done)
+    if writer is not None:
+      with writer.as_default(step=done):
+        for name in ('loss', 'accuracy_before_rounding',
+                     'accuracy_after_rounding', 'flagged_density'):
+          tf.summary.scalar(f'search/{name}', history[-1][name])
     if manager:
       try:
         manager.save(checkpoint_number=done)
@@ -1034,7 +1044,8 @@ def run_gem_miner(*, strategy, info, output_dir, mode='train_and_eval',
     strategy: the tf.distribute strategy.
     info: the dataset's `data.DatasetInfo`.
     output_dir: the run's directory: search checkpoints in `search/`,
-      the fine-tuned model in `finetune/`, `report.json`.
+      the fine-tuned model in `finetune/`, TensorBoard scalars in `train/`,
+      `operative_config.gin`, `report.json` (written by the chief).
     mode: 'train_and_eval' or 'train' (eval_once is not supported).
     dataset: tfds name.
     data_dir: tfds data directory.
@@ -1081,12 +1092,20 @@ def run_gem_miner(*, strategy, info, output_dir, mode='train_and_eval',
                          score_init=miner.score_init,
                          weight_init=miner.weight_init, seed=seed)
   tf.io.gfile.makedirs(output_dir)
+  chief = strategies.is_chief(strategy)
+  search_dir = os.path.join(output_dir, 'search')
+  save_dir = search_dir
+  if not chief:  # Other workers save (collectively) to a scratch dir.
+    save_dir = os.path.join(output_dir, '.worker_tmp',
+                            str(strategy.cluster_resolver.task_id))
+  writer = (tf.summary.create_file_writer(os.path.join(output_dir, 'train'))
+            if chief else None)
   say(f'Gem-Miner on {dataset}: {model.name}, target density '
       f'{1 - sparsity:.4%}, {miner.search_epochs} search epochs x '
       f'{steps_per_epoch} steps, {miner.finetune_epochs} fine-tuning epochs, '
       f'replicas={strategy.num_replicas_in_sync}')
-  history = search(ctx, model, os.path.join(output_dir, 'search'), seed,
-                   on_epoch_end)
+  history = search(ctx, model, save_dir, seed, on_epoch_end,
+                   restore_dir=search_dir, writer=writer)
   scored = get_scored_layers(model)
   gem_masks = finetune_masks(scored, miner.unflag_before_finetune)
   with strategy.scope():
@@ -1104,7 +1123,8 @@ def run_gem_miner(*, strategy, info, output_dir, mode='train_and_eval',
     at_init, finetuned, _ = finetune(ctx, variant, seed + 1, check)
     sanity[check] = {'accuracy_at_init': at_init,
                      'accuracy_finetuned': finetuned}
-  ckpt_dir = os.path.join(output_dir, 'finetune')
+  ckpt_dir = (os.path.join(output_dir, 'finetune') if chief else
+              os.path.join(save_dir, 'finetune'))
   tf.train.CheckpointManager(tf.train.Checkpoint(model=gem), ckpt_dir,
                              max_to_keep=1).save(checkpoint_number=0)
   total_steps = (miner.search_epochs + miner.finetune_epochs) * steps_per_epoch
@@ -1128,8 +1148,20 @@ def run_gem_miner(*, strategy, info, output_dir, mode='train_and_eval',
   print(train_lib.format_flops_report(flops_numbers), flush=True)
   if flops_table:
     print(flops_table, flush=True)
-  if strategies.is_chief(strategy):
+  if chief:
+    with writer.as_default(step=miner.search_epochs):
+      tf.summary.scalar('gem/accuracy_at_init', gem_at_init)
+      tf.summary.scalar('gem/accuracy_finetuned', gem_finetuned)
+    writer.flush()
+    with tf.io.gfile.GFile(os.path.join(output_dir, 'operative_config.gin'),
+                           'w') as f:
+      f.write(gin.operative_config_str())
     _write_json(os.path.join(output_dir, 'report.json'), report)
+  else:
+    try:
+      tf.io.gfile.rmtree(save_dir)
+    except tf.errors.NotFoundError:
+      pass
   return report
 
 

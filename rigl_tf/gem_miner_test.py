@@ -390,6 +390,10 @@ class TrainEvalDispatchTest(tf.test.TestCase):
     self.assertEqual(models.lenet_300_100.__name__, 'lenet_300_100')
     with open(os.path.join(output_dir, 'report.json')) as f:
       self.assertEqual(json.load(f)['accuracy'], report['accuracy'])
+    for name in ('operative_config.gin', 'train', 'finetune/ckpt-0.index',
+                 'search/ckpt-3.index', 'search/history.json'):
+      self.assertTrue(os.path.exists(os.path.join(output_dir, name)), name)
+    self.assertLen(report['search'], 3)
     self.assertEqual(report['method'], 'gem_miner')
     self.assertEqual(report['steps_per_epoch'], 1437 // 64)
     self.assertEqual(report['eval_examples'], 360)
