@@ -318,6 +318,22 @@ class SearchTest(tf.test.TestCase):
       self.assertEqual(entry['accuracy_before_rounding'],
                        entry['accuracy_after_rounding'])
 
+  def test_non_quantized_search_reports_accuracy_after_rounding(self):
+    miner = _small_miner(quantized=False, unflag_before_finetune=False,
+                         search_epochs=4, iter_period=1)
+    report = _search_run(tf.distribute.get_strategy(),
+                         self.create_tempdir().full_path, miner=miner)
+    history = report['search']
+    # w * p * flag and w * 1[p > 0.5] * flag give different accuracies...
+    self.assertTrue(any(h['accuracy_before_rounding'] !=
+                        h['accuracy_after_rounding'] for h in history))
+    # ... and "after rounding" is the accuracy of the mask flags * 1[p > 0.5]
+    # that fine-tuning starts from (unflag_before_finetune=False).
+    self.assertEqual(history[-1]['accuracy_after_rounding'],
+                     report['gem_accuracy_at_init'])
+    self.assertAlmostEqual(history[-1]['rounded_density'],
+                           1 - report['masks']['overall']['sparsity'])
+
   def test_one_device_equals_two_replicas_and_resume_equals_uninterrupted(
       self):
     reference = self.create_tempdir().full_path
