@@ -70,7 +70,7 @@ class ConfigsTest(parameterized.TestCase):
     names = {os.path.basename(c) for c in CONFIGS}
     self.assertContainsSubset(
         {'dense.gin', 'static_erk.gin', 'static_uniform.gin',
-         'quickstart_digits.gin'}, names)
+         'quickstart_digits.gin', 'gem_miner.gin'}, names)
 
   @parameterized.named_parameters(
       (os.path.basename(c)[:-4], c) for c in CONFIGS)
@@ -86,6 +86,11 @@ class ConfigsTest(parameterized.TestCase):
         'train_eval.log_every = 10', 'train_eval.checkpoint_every = 20',
         'train_eval.quiet = True', 'train_eval.batch_size = 20',
         'train_eval.eval_batch_size = 50', 'train_eval.seed = 3'])
+    gem_miner = gin.query_parameter('train_eval.method') == 'gem_miner'
+    if gem_miner:  # Counts epochs (5 steps here): 3 search + 1 fine-tuning.
+      train_lib.parse_gin([], [
+          'GemMiner.search_epochs = 3', 'GemMiner.iter_period = 1',
+          'GemMiner.finetune_epochs = 1', 'GemMiner.steps_per_epoch = 5'])
     output_dir = self.create_tempdir().full_path
     configured = []
     real_configure_run = updaters.MaskUpdater.configure_run
@@ -97,16 +102,18 @@ class ConfigsTest(parameterized.TestCase):
     with tfds.testing.mock_data(num_examples=100), mock.patch.object(
         updaters.MaskUpdater, 'configure_run', configure_run):
       report = train_lib.train_eval(output_dir=output_dir)
-    # The run's length and seed reach the updater: SET's growth and every
-    # tie-break follow train_eval.seed; end_step defaults to 75% of 20.
-    (updater, kwargs), = configured
-    self.assertEqual(kwargs, {'train_steps': 20, 'seed': 3})
-    self.assertEqual(updater.seed, 3)
-    if isinstance(updater, updaters.DropGrowUpdater):
-      self.assertEqual(updater.end_step, 15)
+    if not gem_miner:  # Gem-Miner runs its own search and fine-tuning.
+      # The run's length and seed reach the updater: SET's growth and every
+      # tie-break follow train_eval.seed; end_step defaults to 75% of 20.
+      (updater, kwargs), = configured
+      self.assertEqual(kwargs, {'train_steps': 20, 'seed': 3})
+      self.assertEqual(updater.seed, 3)
+      if isinstance(updater, updaters.DropGrowUpdater):
+        self.assertEqual(updater.end_step, 15)
     self.assertEqual(report['step'], 20)
     self.assertEqual(report['eval_examples'], 100)
-    self.assertTrue(os.path.exists(os.path.join(output_dir, 'ckpt-20.index')))
+    checkpoint = 'finetune/ckpt-0.index' if gem_miner else 'ckpt-20.index'
+    self.assertTrue(os.path.exists(os.path.join(output_dir, checkpoint)))
     method = gin.query_parameter('train_eval.method')
     if method != 'dense':
       sparsity = gin.query_parameter('train_eval.sparsity')

@@ -578,12 +578,15 @@ class TrainingCostInputs:
     num_steps: the run's number of steps, when known.
     flops_at_density: optional callable density -> inference FLOPs of the
       model at that overall density (for methods with a density schedule).
+    options: further inputs a method's rule names itself (e.g. Gem-Miner's
+      search_steps and finetune_steps), from its `training_cost_options`.
   """
   f_dense: float
   f_sparse: float
   update_frequency: int | None = None
   num_steps: int | None = None
   flops_at_density: Callable[[float], float] | None = None
+  options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def methods() -> list[str]:
@@ -600,7 +603,8 @@ def training_flops_ratio(method: str,
                          num_steps: int | None = None,
                          flops_at_density: Callable[[float], float]
                          | None = None,
-                         length_multiplier: float = 1.0) -> float:
+                         length_multiplier: float = 1.0,
+                         **method_options) -> float:
   """Training FLOPs of `method` as a multiple of dense training.
 
   Dense training costs 3 f_D per example and step; the result is the
@@ -617,6 +621,8 @@ def training_flops_ratio(method: str,
     flops_at_density: density -> inference FLOPs, for methods with a
       density schedule.
     length_multiplier: training length relative to the dense baseline.
+    **method_options: inputs only this method's rule uses
+      (`TrainingCostInputs.options`).
 
   Returns:
     The ratio (1.0 for dense training of the same length).
@@ -635,7 +641,8 @@ def training_flops_ratio(method: str,
       f_sparse=float(f_dense if f_sparse is None else f_sparse),
       update_frequency=update_frequency,
       num_steps=num_steps,
-      flops_at_density=flops_at_density)
+      flops_at_density=flops_at_density,
+      options=method_options)
   per_step = updater_class.training_flops_per_step(inputs)
   return per_step / (3.0 * f_dense) * length_multiplier
 

@@ -46,6 +46,7 @@ import tf_keras as keras
 from rigl_tf import data
 from rigl_tf import distributions
 from rigl_tf import flops
+from rigl_tf import gem_miner  # noqa: F401  (registers 'gem_miner')
 from rigl_tf import layers as masked_layers
 from rigl_tf import masks
 from rigl_tf import optimizers as optimizers_lib
@@ -612,6 +613,13 @@ def train_eval(output_dir: Optional[str],
   if model_fn is None:
     raise UserError('no model: bind train_eval.model_fn (e.g. '
                     '"train_eval.model_fn = @lenet_300_100") in a gin config.')
+  # A method with its own run (Gem-Miner: its search, then fine-tuning).
+  runner = getattr(updaters.get_updater_class(method), 'runner', None)
+  if runner is not None:
+    try:
+      return runner(config, *_strategy_and_info(config))
+    except ValueError as e:
+      raise UserError(str(e)) from e
   if mode == 'eval_once':
     ckpt_path = _resolve_checkpoint(eval_once_ckpt, output_dir)
   run = _set_up(config)
@@ -641,8 +649,8 @@ def _make_strategy(strategy_name, tpu):
   return strategy
 
 
-def _set_up(config):
-  """Builds everything a run needs; nothing is written yet."""
+def _strategy_and_info(config):
+  """The strategy and the dataset's `DatasetInfo`; bad input: `UserError`."""
   strategy = _make_strategy(config.strategy_name, config.tpu)
   if config.batch_size % strategy.num_replicas_in_sync:
     raise UserError(
@@ -652,6 +660,12 @@ def _set_up(config):
     info = data.get_info(config.dataset, config.data_dir)
   except data.DatasetUnavailableError as e:
     raise UserError(str(e)) from e
+  return strategy, info
+
+
+def _set_up(config):
+  """Builds everything a run needs; nothing is written yet."""
+  strategy, info = _strategy_and_info(config)
   model, optimizer, updater, lr_schedule, planned = _build(
       strategy, info, config.model_fn, config.method, config.sparsity,
       config.distribution, config.erk_power_scale, config.dense_layers,
