@@ -589,10 +589,17 @@ class TrainingCostInputs:
   options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def _method_registry():
+  """`rigl_tf.updaters`, with the methods defined in other modules loaded."""
+  # pylint: disable=g-import-not-at-top
+  from rigl_tf import gem_miner  # noqa: F401  (registers 'gem_miner')
+  from rigl_tf import updaters
+  return updaters
+
+
 def methods() -> list[str]:
   """Methods with a training-cost rule: every registered updater."""
-  from rigl_tf import updaters  # pylint: disable=g-import-not-at-top
-  return updaters.methods()
+  return _method_registry().methods()
 
 
 def training_flops_ratio(method: str,
@@ -630,8 +637,7 @@ def training_flops_ratio(method: str,
   Raises:
     ValueError: for an unknown method or a missing method input.
   """
-  from rigl_tf import updaters  # pylint: disable=g-import-not-at-top
-  updater_class = updaters.get_updater_class(method)
+  updater_class = _method_registry().get_updater_class(method)
   if f_dense <= 0:
     raise ValueError(f'f_dense must be positive, got {f_dense}.')
   if update_frequency is not None and update_frequency < 1:
@@ -928,6 +934,10 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   flags.DEFINE_integer('num_steps', 32000,
                        'Training steps (for methods whose cost depends on '
                        'the run length).', **fv)
+  flags.DEFINE_integer('search_steps', None,
+                       'gem_miner: score-search steps (dense cost).', **fv)
+  flags.DEFINE_integer('finetune_steps', None,
+                       'gem_miner: fine-tuning steps (sparse cost).', **fv)
   flags.DEFINE_float('length_multiplier', 1.0,
                      'Training length relative to dense (RigL 5x: 5).', **fv)
   flags.DEFINE_bool('json', False, 'Print one JSON object only.', **fv)
@@ -988,12 +998,17 @@ def _training_options(costs, fv) -> dict[str, Any]:
     densities = _densities_for(costs, 1.0 - density, fv)
     return summarize(with_densities(costs, densities)).flops
 
-  return {
+  options = {
       'length_multiplier': fv.length_multiplier,
       'update_frequency': fv.update_frequency,
       'num_steps': fv.num_steps,
       'flops_at_density': flops_at_density,
   }
+  # Inputs only one method's rule names (TrainingCostInputs.options).
+  for name in ('search_steps', 'finetune_steps'):
+    if fv[name].value is not None:
+      options[name] = fv[name].value
+  return options
 
 
 def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:

@@ -347,6 +347,13 @@ class TrainingFlopsTest(tf.test.TestCase, parameterized.TestCase):
         flops.search_then_finetune_flops_per_step(
             self.F_DENSE, self.F_SPARSE, search_steps=10, finetune_steps=30),
         4800 / 40)
+    # The registered method states that rule; its lengths are its own inputs.
+    self.assertAlmostEqual(
+        flops.training_flops_ratio(
+            'gem_miner', self.F_DENSE, self.F_SPARSE, search_steps=10,
+            finetune_steps=30), 4800 / 40 / 300)
+    with self.assertRaisesRegex(ValueError, 'search_steps'):
+      flops.training_flops_ratio('gem_miner', self.F_DENSE, self.F_SPARSE)
 
   def test_gradual_density_schedule_closed_form(self):
     schedule = flops.gradual_density_schedule(

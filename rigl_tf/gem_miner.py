@@ -624,6 +624,10 @@ class GemMiner(updaters.MaskUpdater):
   @classmethod
   def training_flops_per_step(cls, costs):
     """Search steps at dense cost (3 f_D), fine-tuning at sparse (3 f_S)."""
+    if not {'search_steps', 'finetune_steps'} <= set(costs.options):
+      raise ValueError("Training FLOPs of 'gem_miner' need search_steps and "
+                       'finetune_steps (CLI: --search_steps, '
+                       '--finetune_steps).')
     return flops.search_then_finetune_flops_per_step(
         costs.f_dense, costs.f_sparse, costs.options['search_steps'],
         costs.options['finetune_steps'])
