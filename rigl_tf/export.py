@@ -262,7 +262,8 @@ def export_run(output_dir, export_dir=None, checkpoint=None, quantize=(),
   unknown = sorted(set(quantize) - set(QUANTIZATIONS))
   if unknown:
     raise train_lib.UserError(
-        f'unknown --quantize {unknown}; choose from {", ".join(QUANTIZATIONS)}.')
+        f'unknown --quantize {unknown}; choose from '
+        f'{", ".join(QUANTIZATIONS)}.')
   run = runs.load_run(output_dir, data_dir)
   path = run.checkpoints[-1]
   if checkpoint:
@@ -298,16 +299,16 @@ def export_run(output_dir, export_dir=None, checkpoint=None, quantize=(),
   return report
 
 
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
-                                  'The training run to export.')
-_EXPORT_DIR = flags.DEFINE_string('export_dir', None,
-                                  'Where to write; default OUTPUT_DIR/export.')
-_CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', None, 'Checkpoint prefix or ckpt-N; default the latest.')
-_QUANTIZE = flags.DEFINE_list(
-    'quantize', [], f'Extra quantised sparse TFLite files: {QUANTIZATIONS}.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None,
-                                'tensorflow_datasets data_dir.')
+def define_flags():
+  """Defines the command line's flags (only when run as a program)."""
+  flags.DEFINE_string('output_dir', None, 'The training run to export.')
+  flags.DEFINE_string('export_dir', None,
+                      'Where to write; default OUTPUT_DIR/export.')
+  flags.DEFINE_string('checkpoint', None,
+                      'Checkpoint prefix or ckpt-N; default the latest.')
+  flags.DEFINE_list('quantize', [],
+                    f'Extra quantised sparse TFLite files: {QUANTIZATIONS}.')
+  flags.DEFINE_string('data_dir', None, 'tensorflow_datasets data_dir.')
 
 
 def main(argv):
@@ -316,9 +317,9 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   try:
-    report = export_run(_OUTPUT_DIR.value, _EXPORT_DIR.value,
-                        _CHECKPOINT.value, tuple(_QUANTIZE.value),
-                        data_dir=_DATA_DIR.value)
+    fv = flags.FLAGS
+    report = export_run(fv.output_dir, fv.export_dir, fv.checkpoint,
+                        tuple(fv.quantize), data_dir=fv.data_dir)
   except train_lib.UserError as e:
     sys.exit(f'error: {e}')
   print(f'Exported {report["checkpoint"]}:')
@@ -326,4 +327,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
