@@ -36,7 +36,7 @@ and the model is written as
 Every exported model is run on evaluation images and its logits compared
 with the checkpoint's (the masked Keras model's): the largest absolute
 difference must be at most `TOLERANCE[kind] * max(1, max |logit|)`
-(float32 1e-4, float16 2e-2, int8 0.25: int8 keeps 256 levels per tensor,
+(float32 1e-3, float16 2e-2, int8 0.25: int8 keeps 256 levels per tensor,
 so a logit is off by a few quantisation steps). `export_report.json` lists
 every file's size next to the MicroNet size estimate of `rigl_tf.flops`
 (32 bits per non-zero weight, a 1-bit mask per weight, 32 bits per bias).
@@ -65,7 +65,7 @@ from rigl_tf import train_lib  # noqa: E402
 
 QUANTIZATIONS = ('float16', 'int8')
 # Largest allowed |exported logit - checkpoint logit|, times max(1, max|logit|).
-TOLERANCE = {'float32': 1e-4, 'float16': 2e-2, 'int8': 0.25}
+TOLERANCE = {'float32': 1e-3, 'float16': 2e-2, 'int8': 0.25}
 
 
 @dataclasses.dataclass
@@ -124,7 +124,9 @@ def write_saved_model(model, path):
   serve = tf.function(lambda images: model(images, training=False),
                       input_signature=[spec])
   module = tf.Module()
-  module.model = model
+  # Track the variables, not the Keras model: saving a Keras model traces
+  # every layer's functions too (a MobileNet: 10x slower, 3x larger).
+  module.weights = list(model.weights)
   module.serve = serve
   tf.saved_model.save(module, path, signatures={'serving_default': serve})
 
@@ -198,6 +200,7 @@ def export_model(model, export_dir, check_images, quantize=(),
         TOLERANCE[numerics] * scale))
 
   saved_model_dir = os.path.join(export_dir, 'saved_model')
+  logging.info('Writing %s', saved_model_dir)
   write_saved_model(plain, saved_model_dir)
   loaded = tf.saved_model.load(saved_model_dir)
   outputs = loaded.signatures['serving_default'](
@@ -209,6 +212,7 @@ def export_model(model, export_dir, check_images, quantize=(),
   variants += [(f'tflite_sparse_{q}', f'model_sparse_{q}.tflite', True, q)
                for q in quantize]
   for name, filename, sparse, quantization in variants:
+    logging.info('Converting %s', name)
     content = convert_tflite(saved_model_dir, sparse, quantization,
                              representative_images)
     path = os.path.join(export_dir, filename)
