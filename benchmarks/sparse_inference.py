@@ -32,7 +32,8 @@ Two tables, all on one CPU thread by default (latency, not throughput):
 XNNPack's sparse inference (1x1 convolutions of MobileNet-like models,
 TFMOT's `PruneForLatencyOnXNNPack`) does not run here: XNNPack enables it
 only on ARM and WebAssembly, not on x86 CPUs with AVX. The timed loops run
-after two warm-up calls; each entry is the median of `--repeats` timings.
+after two warm-up calls; each entry is the fastest of `--repeats` timings
+(fewer for slow calls: about 3 s per entry).
 """
 
 import os
@@ -67,9 +68,11 @@ _REPEATS = flags.DEFINE_integer('repeats', 0,
                                 'Timed calls per entry (0: 50, tiny: 3).')
 
 
-def median_seconds(fn, repeats, budget_s=3.0):
-  """Median wall time of `fn()` after 2 warm-up calls.
+def fastest_seconds(fn, repeats, budget_s=3.0):
+  """Fastest wall time of `fn()` after 2 warm-up calls.
 
+  The minimum, not the mean: on a shared machine it is the timing least
+  disturbed by other processes (as `timeit` recommends).
   Times `repeats` calls, or fewer (at least 5) when they would take longer
   than about `budget_s` seconds.
   """
@@ -83,7 +86,7 @@ def median_seconds(fn, repeats, budget_s=3.0):
     start = time.perf_counter()
     fn()
     times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  return float(np.min(times))
 
 
 def _tflite_runner(content, batch, threads, delegate):
@@ -146,7 +149,7 @@ def exported_model_rows(tiny, threads, repeats):
           contents[kind] = f.read()
     for delegate in (True, False):
       for batch in (1, serving_batch):
-        ms = {kind: 1e3 * median_seconds(
+        ms = {kind: 1e3 * fastest_seconds(
             _tflite_runner(contents[kind], batch, threads, delegate), repeats)
               for kind in ('dense', 'sparse')}
         rows.append(dict(
@@ -208,10 +211,10 @@ def kernel_rows(tiny, repeats):
       for name, fn in candidates.items():
         arg = x_np if name.startswith('scipy') else x
         result = np.asarray(fn(arg))
-      if name in ('tf.sparse COO', 'scipy CSR'):
-        # They return y^T = W^T x^T (untimed transpose; a reshape at 1 row).
-        result = result.T
-        us = 1e6 * median_seconds(lambda f=fn, a=arg: np.asarray(f(a)),
+        if name in ('tf.sparse COO', 'scipy CSR'):
+          # They return y^T = W^T x^T (untimed transpose; a reshape at 1 row).
+          result = result.T
+        us = 1e6 * fastest_seconds(lambda f=fn, a=arg: np.asarray(f(a)),
                                   repeats)
         dense_us = dense_us or us
         rows.append(dict(
@@ -230,7 +233,7 @@ def format_tables(model_rows, kernel_rows_):
     lines.append(
         f'| {r["model"]} | {r["sparsity"]:.2f} | {r["dense_kb"]:,.1f} | '
         f'{r["sparse_kb"]:,.1f} | {r["runtime"]} | {r["batch"]} | '
-        f'{r["dense_ms"]:.3f} | {r["sparse_ms"]:.3f} | {r["speedup"]:.2f}x |')
+        f'{r["dense_ms"]:.4g} | {r["sparse_ms"]:.4g} | {r["speedup"]:.2f}x |')
   lines += ['', '| layer (batch 1) | sparsity | kernel | us per call | '
             'speed-up vs dense | max abs err |',
             '|---|---:|---|---:|---:|---:|']
@@ -249,7 +252,7 @@ def main(argv):
   tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
   tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
   model_rows = exported_model_rows(tiny, _THREADS.value, repeats)
-  print(f'CPU, {_THREADS.value} thread(s), median of {repeats} calls')
+  print(f'CPU, {_THREADS.value} thread(s), fastest of up to {repeats} calls')
   print(format_tables(model_rows, kernel_rows(tiny, repeats)))
 
 
