@@ -79,6 +79,8 @@ class ExportedFile:
     numerics: 'float32', 'float16' or 'int8' (selects the tolerance).
     max_abs_diff: largest |logit - checkpoint logit| on the check images.
     tolerance: the bound `max_abs_diff` must stay within.
+    top1_agreement: fraction of the check images whose top class is the
+      checkpoint's.
   """
   name: str
   path: str
@@ -86,6 +88,7 @@ class ExportedFile:
   numerics: str
   max_abs_diff: float
   tolerance: float
+  top1_agreement: float
 
   @property
   def matches(self):
@@ -197,7 +200,8 @@ def export_model(model, export_dir, check_images, quantize=(),
     results.append(ExportedFile(
         name, path, _size_bytes(path), numerics,
         float(np.abs(outputs - reference).max()),
-        TOLERANCE[numerics] * scale))
+        TOLERANCE[numerics] * scale,
+        float(np.mean(outputs.argmax(-1) == reference.argmax(-1)))))
 
   saved_model_dir = os.path.join(export_dir, 'saved_model')
   logging.info('Writing %s', saved_model_dir)
@@ -231,15 +235,15 @@ def _examples(dataset, split, count, data_dir):
 
 def format_report(files, micronet):
   """The exported files as a Markdown table, with the MicroNet estimate."""
-  lines = ['| file | size (bytes) | max abs logit diff | tolerance | ok |',
-           '|---|---:|---:|---:|---|']
+  lines = ['| file | size (bytes) | max abs logit diff | tolerance | ok | '
+           'same top-1 |', '|---|---:|---:|---:|---|---:|']
   for f in files:
     lines.append(f'| {os.path.basename(f.path)} | {f.size_bytes:,} | '
                  f'{f.max_abs_diff:.3g} | {f.tolerance:.3g} | '
-                 f'{"yes" if f.matches else "NO"} |')
+                 f'{"yes" if f.matches else "NO"} | {f.top1_agreement:.1%} |')
   sparse, dense = micronet
   lines.append(f'| MicroNet estimate (rigl_tf.flops) | {sparse:,.0f} '
-               f'(dense {dense:,.0f}) | | | |')
+               f'(dense {dense:,.0f}) | | | | |')
   return '\n'.join(lines)
 
 

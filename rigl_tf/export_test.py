@@ -84,9 +84,13 @@ class MobileNetExportTest(tf.test.TestCase):
     self.assertGreater(saved, 0.5 * sizes['dense'])
     self.assertLess(sizes['sparse'], sizes['dense'] - saved)
 
-  def test_unknown_quantization_is_refused(self):
+  def test_bad_input_is_refused_before_writing(self):
+    missing = os.path.join(self.create_tempdir().full_path, 'run')
     with self.assertRaisesRegex(train_lib.UserError, 'int4'):
-      export.export_run('/nonexistent', quantize=('int4',))
+      export.export_run(missing, quantize=('int4',))
+    with self.assertRaisesRegex(train_lib.UserError, 'no training run'):
+      export.export_run(missing)
+    self.assertFalse(os.path.exists(missing))
 
 
 if __name__ == '__main__':

@@ -134,8 +134,9 @@ class FinishedDigitsRunTest(tf.test.TestCase):
       self.assertAllEqual(line.get_ydata(), history[f'density/{name}'][1])
     self.assertAllEqual(itop_ax.lines[0].get_ydata(), history['itop_rate'][1])
     # The picture written during training is the figure of these scalars.
-    final = _images(self.train_dir, 'pictures/density_and_itop')[STEPS[-1]]
-    self.assertAllEqual(final, pictures.figure_to_rgb(fig))
+    curves = _images(self.train_dir, 'pictures/density_and_itop')
+    self.assertEqual(list(curves), [STEPS[-1]])  # Drawn once, at the end.
+    self.assertAllEqual(curves[STEPS[-1]], pictures.figure_to_rgb(fig))
 
   def test_visualize_draws_one_frame_per_saved_mask_state(self):
     out = self.create_tempdir().full_path
@@ -186,6 +187,8 @@ class FinishedDigitsRunTest(tf.test.TestCase):
     self.assertEqual(
         [(f['name'], f['size_bytes']) for f in report['files']][1:],
         [('tflite_dense', sizes['dense']), ('tflite_sparse', sizes['sparse'])])
+    self.assertTrue(all(f['matches'] and f['top1_agreement'] == 1.0
+                        for f in report['files']))
     self.assertAlmostEqual(report['micronet_size_bytes'],
                            self.report['size_mb'] * 1e6)
 
