@@ -53,9 +53,20 @@ class SavedRun:
   checkpoints: list
 
   def restore(self, path):
-    """Loads checkpoint `path` into `model` (model weights and masks)."""
-    train_lib._restore(  # pylint: disable=protected-access
-        tf.train.Checkpoint(model=self.model), path).expect_partial()
+    """Loads checkpoint `path` into `model` (model weights and masks).
+
+    Raises:
+      train_lib.UserError: the checkpoint holds another model.
+    """
+    try:
+      status = tf.train.Checkpoint(model=self.model).restore(path)
+      status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
+      reason = ' '.join(str(e).split())[:300]
+      raise train_lib.UserError(
+          f'checkpoint {path} does not match the model of '
+          f'{self.output_dir}/operative_config.gin ({reason}).') from e
+    status.expect_partial()  # The optimizer's state is not needed.
 
 
 def _import_model_modules():
