@@ -31,6 +31,14 @@ import sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
+if __name__ == '__main__':
+  # Command line: hide TensorFlow's native start-up notices (see quiet.py),
+  # so that output and errors are ours alone. Importers are not affected.
+  from rigl_tf import quiet as _quiet
+  with _quiet.native_stderr_silenced():
+    import tensorflow as _tf
+    _tf.config.list_logical_devices()
+
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
