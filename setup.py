@@ -39,6 +39,11 @@ setuptools.setup(
         'absl-py>=1.2,<2',
         'numpy>=1.26,<3',
         'scikit-learn>=1.3,<2',
+        # Pictures of masks and curves (rigl_tf.pictures, rigl_tf.visualize).
+        'matplotlib>=3.8,<4',
+        'Pillow>=10,<14',
+        # CSR kernels in benchmarks/sparse_inference.py.
+        'scipy>=1.10,<2',
     ],
     extras_require={
         'test': [

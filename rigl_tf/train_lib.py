@@ -50,6 +50,7 @@ from rigl_tf import gem_miner  # noqa: F401  (registers 'gem_miner')
 from rigl_tf import layers as masked_layers
 from rigl_tf import masks
 from rigl_tf import optimizers as optimizers_lib
+from rigl_tf import pictures as pictures_lib
 from rigl_tf import quiet as quiet_lib
 from rigl_tf import strategies
 from rigl_tf import updaters
@@ -869,6 +870,11 @@ def _train_to_end(run, output, checkpointer, train_loop, train_iterator,
   """Runs the training loop in chunks between events; (step, last loss)."""
   config = run.config
   step = int(run.optimizer.iterations.numpy())
+  # Connectivity, density and ITOP pictures in TensorBoard (rigl_tf.pictures).
+  pictures = (pictures_lib.TrainingPictures(
+      run.model, run.info.input_shape,
+      os.path.join(config.output_dir, 'train'), step)
+              if output.chief and run.updater.sparse else None)
   throughput = _Throughput(step)
   last_loss = float('nan')
   while step < config.train_steps:
@@ -882,6 +888,9 @@ def _train_to_end(run, output, checkpointer, train_loop, train_iterator,
     if step % config.log_every == 0 or at_end:
       _log_progress(run, output.writer, step, metrics,
                     throughput.rate(step))
+      if pictures is not None:
+        with output.writer.as_default(step=step):
+          pictures.write(step, run.updater.summaries(), final=at_end)
     if step % config.checkpoint_every == 0 or at_end:
       _save_checkpoint(run, checkpointer, step)
     if (config.mode == 'train_and_eval' and config.eval_every
