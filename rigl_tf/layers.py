@@ -212,7 +212,11 @@ class MaskedLayer(keras.layers.Wrapper):
           self.add_weight(
               name=f'{_short_name(weight)}_mask',
               shape=weight.shape,
-              dtype=weight.dtype,
+              # The variable's own dtype (float32 under mixed precision,
+              # where `weight.dtype` may read as the float16 compute dtype)
+              # and no autocasting: 0/1 masks stay exact float32 variables.
+              dtype=getattr(weight, 'true_dtype', weight.dtype),
+              experimental_autocast=False,
               initializer='ones',
               trainable=False,
               # Masks change only in cross-replica context; if a user writes

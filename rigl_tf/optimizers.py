@@ -37,6 +37,28 @@ Usage, with `model.fit` or a custom loop:
   ...init masks...
   optimizer = SparseOptimizer(keras.optimizers.SGD(0.1, momentum=0.9), model)
   model.compile(optimizer=optimizer, loss=...)
+
+Mixed precision. Under a float16 dtype policy the loss is scaled, and the
+order of the wrappers is fixed: `LossScaleOptimizer(SparseOptimizer(inner))`.
+The loss-scale optimizer checks the all-reduced gradients and, on a step with
+a non-finite gradient, never calls the SparseOptimizer: weights, masks and
+updater state stay as they were (only `iterations` advances, as for any
+skipped step). `model.compile` adds the LossScaleOptimizer itself; in a custom
+loop build the stack with `sparse_optimizer(inner, model, updater)`, which
+adds it when the policy needs one, and scale as Keras documents:
+
+  optimizer = sparse_optimizer(keras.optimizers.SGD(0.1), model, updater)
+  ...
+  with tf.GradientTape() as tape:
+    loss = ...
+    scaled = optimizer.get_scaled_loss(loss)
+  grads = optimizer.get_unscaled_gradients(tape.gradient(scaled, variables))
+  optimizer.apply_gradients(zip(grads, variables))
+
+`find_sparse_optimizer(optimizer)` returns the SparseOptimizer inside such a
+stack (for its `updater` and `masked_weights`). Masks stay float32 variables
+(never autocast), so `weight * (1 - mask) == 0` holds exactly; bfloat16
+policies need no loss scaling and use the SparseOptimizer alone.
 """
 
 from absl import logging
@@ -90,6 +112,11 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
           f'keras; keras.optimizers.SGD, Adam, ...), got {optimizer!r}.')
     if isinstance(optimizer, SparseOptimizer):
       raise TypeError('SparseOptimizer cannot wrap another SparseOptimizer.')
+    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+      raise TypeError(
+          'SparseOptimizer cannot wrap a LossScaleOptimizer; nest them the '
+          'other way: LossScaleOptimizer(SparseOptimizer(inner, model)), or '
+          'use rigl_tf.optimizers.sparse_optimizer(inner, model, updater).')
     slot_lists(optimizer)  # An optimizer with unknown slots fails here.
     self._optimizer = optimizer
     self._model = model
@@ -158,6 +185,16 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
   @use_ema.setter
   def use_ema(self, use_ema):
     self._optimizer.use_ema = use_ema
+
+  # Read by `LossScaleOptimizer.apply_gradients` (mixed precision), which
+  # expects a real tf_keras Optimizer: answer for the wrapped one.
+  @property
+  def _run_with_dtensor(self):
+    return self._optimizer._run_with_dtensor  # pylint: disable=protected-access
+
+  @property
+  def _mesh(self):
+    return self._optimizer._mesh  # pylint: disable=protected-access
 
   def finalize_variable_values(self, var_list):
     """The wrapped optimizer's, then the masks again.
@@ -292,6 +329,48 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
 
     tf.__internal__.smart_cond.smart_cond(is_update, update_masks,
                                           lambda: None)
+
+
+def sparse_optimizer(optimizer, model, updater=None, policy=None):
+  """The optimizer stack that trains `model` under a dtype policy.
+
+  Args:
+    optimizer: a tf_keras (non-legacy) optimizer instance.
+    model: the masked model (or list of `MaskedWeight`).
+    updater: a `MaskUpdater`; default: static masks.
+    policy: a `keras.mixed_precision.Policy` or its name; None: the global
+      policy.
+
+  Returns:
+    `SparseOptimizer(optimizer, model, updater)`, wrapped in a dynamic
+    `keras.mixed_precision.LossScaleOptimizer` when the policy computes in
+    float16 (see the module docstring).
+  """
+  sparse = SparseOptimizer(optimizer, model, updater)
+  if policy is None:
+    policy = keras.mixed_precision.global_policy()
+  elif isinstance(policy, str):
+    policy = keras.mixed_precision.Policy(policy)
+  if policy.compute_dtype == 'float16':
+    return keras.mixed_precision.LossScaleOptimizer(sparse)
+  return sparse
+
+
+def find_sparse_optimizer(optimizer):
+  """The `SparseOptimizer` in an optimizer stack, or None.
+
+  Args:
+    optimizer: a `SparseOptimizer`, a `LossScaleOptimizer` around one, or any
+      other optimizer.
+
+  Returns:
+    The `SparseOptimizer`, or None if the stack has none.
+  """
+  while optimizer is not None:
+    if isinstance(optimizer, SparseOptimizer):
+      return optimizer
+    optimizer = getattr(optimizer, 'inner_optimizer', None)
+  return None
 
 
 def _multiply_by_mask(weight, mask):
