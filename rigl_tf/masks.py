@@ -18,12 +18,15 @@ Randomness is stateless and keyed by (seed, layer index), so a seed gives the
 same masks on any machine and on every replica.
 """
 
+import gin
 import tensorflow as tf
+import tf_keras as keras
 
 from rigl_tf import distributions
 from rigl_tf import layers as masked_layers
 
 MASK_INITS = ('random', 'magnitude')
+WEIGHT_SCALINGS = ('none', 'layer', 'unit')
 
 
 def top_n_mask(scores, n_ones):
@@ -130,11 +133,69 @@ def get_layer_sparsities(model_or_weights, sparsity, distribution='erk',
   return distributions.get_sparsities(shapes, sparsity, distribution, **kwargs)
 
 
-def init_masks(model_or_weights, sparsities, seed=0, method='random'):
+def _unit_axes(mw):
+  """Axes summed to get one output unit's fan-in in `mw.weight`.
+
+  A unit is the last axis of Dense/Conv kernels ([..., in, out]); a
+  depthwise kernel [h, w, channels, multiplier] has one unit per channel
+  and multiplier, fed by its h*w window only.
+  """
+  rank = len(mw.weight.shape)
+  if isinstance(mw.layer.layer, keras.layers.DepthwiseConv2D) or (
+      'depthwise' in mw.weight.name):
+    return list(range(rank - 2))
+  return list(range(rank - 1))
+
+
+def fan_in_scale(mw, mask, weight_scaling):
+  """Factor that gives the kept weights the variance of their actual fan-in.
+
+  Keras initialisers draw a weight's scale from the *dense* fan-in F (He,
+  LeCun: variance ∝ 1/F; Glorot: ∝ 2/(F + fan-out)). After masking, a unit
+  sums only f < F inputs, so its pre-activation variance shrinks by f/F and,
+  through several very sparse layers, the signal fades (google-research/rigl
+  `init_utils.py` hence draws sparse layers with their real fan-in).
+  Multiplying the kept weights by sqrt(F / f) restores the dense variance
+  whatever initialiser the model uses.
+
+  Args:
+    mw: a `MaskedWeight`.
+    mask: its new 0/1 mask (float tensor).
+    weight_scaling: 'none' (factor 1); 'layer' (sqrt(1 / density), one
+      factor for the whole layer); 'unit' (sqrt(F / f_unit) per output unit,
+      f_unit its number of kept inputs; units with none keep factor 1).
+
+  Returns:
+    A float32 tensor broadcastable to the weight's shape.
+  """
+  if weight_scaling == 'none':
+    return tf.constant(1.0)
+  if weight_scaling == 'layer':
+    kept = tf.reduce_sum(mask)
+    return tf.sqrt(float(mw.size) / tf.maximum(kept, 1.0))
+  axes = _unit_axes(mw)
+  dense_fan_in = 1
+  for axis in axes:
+    dense_fan_in *= int(mw.weight.shape[axis])
+  fan_in = tf.reduce_sum(mask, axis=axes, keepdims=True)
+  return tf.where(fan_in > 0, tf.sqrt(dense_fan_in / tf.maximum(fan_in, 1.0)),
+                  1.0)
+
+
+@gin.configurable(denylist=['model_or_weights', 'sparsities', 'seed'])
+def init_masks(model_or_weights, sparsities, seed=0, method='random',
+               weight_scaling='none'):
   """Draws every mask with its exact count and zeroes the masked weights.
 
   Call it in cross-replica context (e.g. inside `strategy.scope()`, outside
   `strategy.run`): mirrored masks receive the same value on every replica.
+
+  Sparse-aware initialisation (`weight_scaling='unit'`, or in a config
+  `init_masks.weight_scaling = 'unit'`): rescales the kept weights so that
+  each unit's initial scale follows its actual fan-in after masking (see
+  `fan_in_scale`). Use it when training a freshly initialised model at high
+  sparsity (about 80% and above), above all deep ones; leave it 'none' when
+  the weights are pretrained (magnitude pruning of a trained model).
 
   Args:
     model_or_weights: a model with `MaskedLayer`s or a list of `MaskedWeight`.
@@ -143,16 +204,21 @@ def init_masks(model_or_weights, sparsities, seed=0, method='random'):
     seed: integer seed of the stateless RNG.
     method: 'random' (uniform over positions) or 'magnitude' (keep the
       largest |w|, e.g. one-shot pruning of a trained model).
+    weight_scaling: 'none', 'layer' or 'unit' (see `fan_in_scale`).
 
   Returns:
     dict name -> number of ones in the new mask.
 
   Raises:
-    ValueError: unknown method or a layer missing from `sparsities`.
+    ValueError: unknown method or weight_scaling, or a layer missing from
+      `sparsities`.
   """
   if method not in MASK_INITS:
     raise ValueError(f'Unknown mask init {method!r}; choose one of '
                      f'{", ".join(MASK_INITS)}.')
+  if weight_scaling not in WEIGHT_SCALINGS:
+    raise ValueError(f'Unknown weight_scaling {weight_scaling!r}; choose one '
+                     f'of {", ".join(WEIGHT_SCALINGS)}.')
   weights = masked_layers.get_masked_weights(model_or_weights)
   if not isinstance(sparsities, dict):
     sparsities = {mw.name: float(sparsities) for mw in weights}
@@ -168,7 +234,8 @@ def init_masks(model_or_weights, sparsities, seed=0, method='random'):
       mask = magnitude_mask(mw.weight, n_ones, seed, mw.index)
     mw.mask.assign(tf.cast(mask, mw.mask.dtype))
     mw.layer.record_dense_init_std(mw.weight)
-    mw.weight.assign(mw.weight * tf.cast(mask, mw.weight.dtype))
+    scaled = mask * fan_in_scale(mw, mask, weight_scaling)
+    mw.weight.assign(mw.weight * tf.cast(scaled, mw.weight.dtype))
     counts[mw.name] = n_ones
   return counts
 
