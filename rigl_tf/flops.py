@@ -128,6 +128,8 @@ class LayerCost:
     param_bits: bits per stored non-zero weight or bias.
     bias_relu: whether a bias add and a ReLU follow each output element
       (False for the depthwise half of a separable convolution).
+    maskable: for an uncounted layer, whether `rigl_tf.layers` can mask it
+      (LSTM, Embedding, ...): sparse weights whose cost is not counted.
   """
   name: str
   kind: str
@@ -141,6 +143,7 @@ class LayerCost:
   counted: bool = False
   param_bits: int = PARAM_BITS
   bias_relu: bool = True
+  maskable: bool = False
 
   @property
   def density(self) -> float:
@@ -352,6 +355,14 @@ def _mask_nonzeros(wrapper, kernel) -> float | None:
   return float(np.sum(keras.backend.get_value(list(wrapper.masks)[index])))
 
 
+def _is_maskable(layer) -> bool:
+  """Whether `rigl_tf.layers` can mask `layer` (imported only when needed)."""
+  if not layer.weights:
+    return False
+  from rigl_tf import layers  # pylint: disable=g-import-not-at-top
+  return layers.is_maskable(layer)
+
+
 def _shape_without_batch(shape) -> tuple:
   return tuple(shape[1:]) if shape is not None else ()
 
@@ -457,7 +468,8 @@ def layer_costs(model: keras.Model,
               input_shape=_shape_without_batch(input_shape),
               output_shape=_shape_without_batch(output_shape),
               n_weights=int(inner.count_params()) if inner.built else 0,
-              param_bits=param_bits))
+              param_bits=param_bits,
+              maskable=_is_masked(layer) or _is_maskable(inner)))
       continue
     if input_shape is None:
       raise ValueError(
@@ -825,8 +837,9 @@ def flops_table_text(costs: Sequence[LayerCost],
                    f'- | {_fmt_shape(c.output_shape)} | not counted | 0 | '
                    '0 |')
   total = summarize(costs)
-  lines.append(f'| **total** | | | | | {total.density:.4f} | '
-               f'{total.flops:.4g} | {total.bytes:,.0f} |')
+  lines.append(f'| **total**{_uncounted_note(costs)} | | | | | '
+               f'{total.density:.4f} | {total.flops:.4g} | '
+               f'{total.bytes:,.0f} |')
   return '\n'.join(lines)
 
 
@@ -869,6 +882,175 @@ def report_dict(costs: Sequence[LayerCost],
 
 
 # ----------------------------------------------------------------------------
+# One call for any model: `count`.
+# ----------------------------------------------------------------------------
+
+
+def uncounted_weighted_layers(costs: Sequence[LayerCost]) -> list[str]:
+  """'name (Kind)' of the maskable layers MicroNet's rules leave out.
+
+  These are layers `rigl_tf.layers` can mask (LSTM, Embedding, ...) for
+  which MicroNet defines no cost: their FLOPs and size are not in the
+  totals, and every report says so next to its totals.
+
+  Args:
+    costs: records from `layer_costs`.
+
+  Returns:
+    A list of strings, in layer order.
+  """
+  return [f'{c.name} ({c.kind})' for c in costs
+          if not c.counted and c.maskable]
+
+
+def _uncounted_note(costs) -> str:
+  """' (not counted, no MicroNet rule: ...)' for a totals line, or ''."""
+  uncounted = uncounted_weighted_layers(costs)
+  if not uncounted:
+    return ''
+  return f' (not counted, no MicroNet rule: {", ".join(uncounted)})'
+
+
+@dataclasses.dataclass(frozen=True)
+class FlopsCount:
+  """What `count` returns: the per-layer table and the totals.
+
+  Attributes:
+    layers: one `LayerCost` per layer, uncounted layers included.
+    total: totals over the counted layers at their densities.
+    dense_total: the same layers at density 1.
+    uncounted: 'name (Kind)' of the maskable layers MicroNet does not count
+      (see `uncounted_weighted_layers`); they are not in the totals.
+  """
+  layers: list
+  total: CostSummary
+  dense_total: CostSummary
+  uncounted: list
+
+  def table(self) -> str:
+    """The Markdown per-layer table (uncounted layers listed too)."""
+    return flops_table_text(self.layers, include_uncounted=True)
+
+  def totals_line(self) -> str:
+    """One line: FLOPs, size and sparsity, and what they leave out."""
+    return (f'inference FLOPs: {self.total.flops:.4e} '
+            f'({self.total.flops / self.dense_total.flops:.3f}x dense '
+            f'{self.dense_total.flops:.4e}), size: {self.total.size_mb:.3f} '
+            f'MB (dense {self.dense_total.size_mb:.3f} MB), sparsity: '
+            f'{self.total.sparsity:.4f}{_uncounted_note(self.layers)}')
+
+  def __str__(self) -> str:
+    return f'{self.table()}\n\n{self.totals_line()}'
+
+
+def planned_densities(costs: Sequence[LayerCost],
+                      sparsity: float,
+                      distribution: str = 'erk',
+                      dense_layers: Sequence[str] = (),
+                      custom_sparsity_map: Mapping[str, float] | None = None,
+                      first_layer_dense: bool = False,
+                      erk_power_scale: float = 1.0,
+                      mask_depthwise: bool = False) -> dict[str, float]:
+  """Counted layer name -> density that training would draw.
+
+  The distribution gives each layer its sparsity s (`rigl_tf.distributions`)
+  and `rigl_tf.masks` keeps n - floor(s * n) of a layer's n weights, so the
+  planned counts equal those of a trained model. Depthwise kernels stay
+  dense and outside the budget unless `mask_depthwise` (as `sparsify`).
+
+  Args:
+    costs: records from `layer_costs`.
+    sparsity: overall sparsity in [0, 1).
+    distribution: 'erk', 'er' or 'uniform'.
+    dense_layers: layers kept dense (outside the budget).
+    custom_sparsity_map: layer name -> sparsity, outside the budget.
+    first_layer_dense: keep the first counted layer dense.
+    erk_power_scale: ERK's exponent.
+    mask_depthwise: plan sparse depthwise kernels too.
+
+  Returns:
+    dict name -> density (layers kept dense may be absent).
+  """
+  from rigl_tf import distributions  # pylint: disable=g-import-not-at-top
+  shapes = kernel_shapes(costs)
+  sparsities = distributions.get_sparsities(
+      _maskable_shapes(costs, mask_depthwise), sparsity,
+      method=distribution, erk_power_scale=erk_power_scale,
+      dense_layers=tuple(dense_layers),
+      custom_sparsity_map=custom_sparsity_map,
+      first_layer_dense=first_layer_dense)
+  return {
+      name: distributions.num_ones(s, math.prod(shapes[name]))
+      / math.prod(shapes[name]) for name, s in sparsities.items()
+  }
+
+
+def count(model: keras.Model,
+          sparsity: float | None = None,
+          distribution: str = 'erk',
+          dense_layers: Sequence[str] = (),
+          custom_sparsity_map: Mapping[str, float] | None = None,
+          *,
+          first_layer_dense: bool = False,
+          erk_power_scale: float = 1.0,
+          mask_depthwise: bool = False,
+          padding_rule: str = 'micronet',
+          depthwise_as_conv: bool = False) -> FlopsCount:
+  """MicroNet FLOPs and size of any built Keras model, masked or planned.
+
+  With `sparsity=None` each layer's density is that of its mask (a model
+  from `rigl_tf.layers.sparsify`, trained or not), else 1. With a sparsity,
+  the densities are planned as training would draw them
+  (`planned_densities`), whatever masks the model has.
+
+    result = flops.count(keras.applications.MobileNet(weights=None),
+                         sparsity=0.9, distribution='erk')
+    print(result)  # per-layer table, then the totals line
+    result.total.flops, result.total.size_mb, result.layers
+
+  Args:
+    model: a built tf_keras Functional or Sequential model.
+    sparsity: overall sparsity in [0, 1) of the counted layers; None: the
+      model's own masks (dense where it has none).
+    distribution: 'erk', 'er' or 'uniform'.
+    dense_layers: names of layers kept dense (outside the budget).
+    custom_sparsity_map: layer name -> sparsity, fixed outside the budget.
+    first_layer_dense: also keep the first counted layer dense.
+    erk_power_scale: ERK's exponent (1 = ERK, 0 = uniform).
+    mask_depthwise: plan sparse depthwise kernels too (by default they stay
+      dense and outside the budget, as `rigl_tf.layers.sparsify` leaves
+      them).
+    padding_rule: 'micronet' or 'layer' (see `layer_costs`).
+    depthwise_as_conv: see `layer_costs`.
+
+  Returns:
+    A `FlopsCount`.
+
+  Raises:
+    ValueError: for an unknown distribution or layer name, a sparsity
+      outside [0, 1), dense_layers or custom_sparsity_map without a
+      sparsity, a model without a counted layer or with an unknown input
+      shape.
+  """
+  costs = layer_costs(model, padding_rule=padding_rule,
+                      depthwise_as_conv=depthwise_as_conv)
+  if sparsity is not None:
+    costs = with_densities(costs, planned_densities(
+        costs, sparsity, distribution, dense_layers, custom_sparsity_map,
+        first_layer_dense, erk_power_scale, mask_depthwise))
+  elif dense_layers or custom_sparsity_map:
+    raise ValueError('dense_layers and custom_sparsity_map plan densities: '
+                     'give a sparsity too.')
+  total = summarize(costs)
+  if not total.n_weights:
+    raise ValueError('The model has no counted (Conv2D, DepthwiseConv2D, '
+                     'Dense) layer.')
+  return FlopsCount(layers=list(costs), total=total,
+                    dense_total=summarize(dense_costs(costs)),
+                    uncounted=uncounted_weighted_layers(costs))
+
+
+# ----------------------------------------------------------------------------
 # Command line.
 # ----------------------------------------------------------------------------
 
@@ -895,10 +1077,19 @@ def _lazy_builder(module_name, function_name):
   return build
 
 
-# CLI model name -> builder. Imported lazily: the library does not depend on
-# the task folders.
+def _lenet5():
+  return importlib.import_module('mnist.models').lenet5()
+
+
+# CLI model name -> builder: every model builder of the task folders
+# (flops_test checks that none is missing). Imported lazily: the library does
+# not depend on the task folders. Other models: --model=module:function.
 MODEL_BUILDERS: dict[str, Callable[[], keras.Model]] = {
-    'resnet50': _lazy_builder('imagenet_resnet.resnet_model', 'resnet50'),
+    **{
+        f'resnet{depth}': _lazy_builder('imagenet_resnet.resnet_model',
+                                        f'resnet{depth}')
+        for depth in (18, 34, 50, 101, 152)
+    },
     'mobilenet_v1': _lazy_builder('imagenet_resnet.mobilenet_model',
                                   'mobilenet_v1'),
     'mobilenet_v2': _lazy_builder('imagenet_resnet.mobilenet_model',
@@ -907,15 +1098,58 @@ MODEL_BUILDERS: dict[str, Callable[[], keras.Model]] = {
     'wrn_28_10': _lazy_builder('cifar_wrn.wrn_model', 'wrn_28_10'),
     'resnet20': _lazy_builder('cifar_wrn.wrn_model', 'resnet20'),
     'lenet_300_100': _lenet_300_100,
+    'lenet5': _lenet5,
 }
+
+
+def build_model(name: str) -> keras.Model:
+  """The model a `--model` value names.
+
+  Args:
+    name: a key of `MODEL_BUILDERS`, or 'package.module:function', the
+      import path of a function that takes no argument and returns a built
+      tf_keras model (the module is imported from the current directory or
+      PYTHONPATH).
+
+  Returns:
+    The built model.
+
+  Raises:
+    ValueError: for an unknown name, a module or function that cannot be
+      imported, or a builder that does not return a tf_keras model.
+  """
+  if name in MODEL_BUILDERS:
+    return MODEL_BUILDERS[name]()
+  if ':' not in name:
+    raise ValueError(
+        f'Unknown model {name!r}: choose one of '
+        f'{", ".join(sorted(MODEL_BUILDERS))}, or give a builder function '
+        "as 'package.module:function'.")
+  module_name, function_name = name.split(':', 1)
+  if '' not in sys.path:
+    sys.path.insert(0, '')  # python -m does; a console script may not.
+  try:
+    builder = getattr(importlib.import_module(module_name), function_name)
+  except (ImportError, AttributeError) as e:
+    raise ValueError(f'Cannot import model builder {name!r}: {e}') from e
+  model = builder()
+  if not isinstance(model, keras.Model):
+    raise ValueError(f'{name} returned {type(model).__name__}, not a '
+                     'tf_keras Model (import tf_keras as keras).')
+  return model
+
+
 DISTRIBUTIONS = ('erk', 'uniform', 'er')
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   """Defines the CLI flags on `flag_values` (only `main` needs them)."""
   fv = {'flag_values': flag_values}
-  flags.DEFINE_enum('model', 'resnet50', list(MODEL_BUILDERS),
-                    'Model to count.', **fv)
+  flags.DEFINE_string(
+      'model', 'resnet50',
+      f'Model to count: one of {", ".join(sorted(MODEL_BUILDERS))}; or the '
+      "import path 'package.module:function' of a function that returns a "
+      'built tf_keras model.', **fv)
   flags.DEFINE_float('sparsity', 0.0, 'Overall sparsity in [0, 1).', **fv)
   flags.DEFINE_enum('distribution', 'erk', list(DISTRIBUTIONS),
                     'Per-layer sparsity distribution.', **fv)
@@ -974,21 +1208,10 @@ def _maskable_shapes(costs, mask_depthwise):
 
 
 def _densities_for(costs, sparsity, fv) -> dict[str, float]:
-  from rigl_tf import distributions  # pylint: disable=g-import-not-at-top
-  sparsities = distributions.get_sparsities(
-      _maskable_shapes(costs, fv.mask_depthwise),
-      sparsity,
-      method=fv.distribution,
-      erk_power_scale=fv.erk_power_scale,
-      dense_layers=tuple(fv.dense_layers),
-      first_layer_dense=fv.first_layer_dense)
-  # The exact counts that rigl_tf.masks draws: size - floor(s * size) ones,
-  # so planned numbers equal those reported after training.
-  shapes = kernel_shapes(costs)
-  return {
-      name: distributions.num_ones(s, math.prod(shapes[name]))
-      / math.prod(shapes[name]) for name, s in sparsities.items()
-  }
+  return planned_densities(
+      costs, sparsity, fv.distribution, dense_layers=tuple(fv.dense_layers),
+      first_layer_dense=fv.first_layer_dense,
+      erk_power_scale=fv.erk_power_scale, mask_depthwise=fv.mask_depthwise)
 
 
 def _training_options(costs, fv) -> dict[str, Any]:
@@ -1014,7 +1237,10 @@ def _training_options(costs, fv) -> dict[str, Any]:
 def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
   """Counts the model the parsed flags describe; returns the report."""
   fv = flag_values
-  model = MODEL_BUILDERS[fv.model]()
+  try:
+    model = build_model(fv.model)
+  except ValueError as e:
+    _usage_error(str(e))
   dense = layer_costs(model)
   try:
     costs = with_densities(dense, _densities_for(dense, fv.sparsity, fv))
@@ -1025,7 +1251,8 @@ def run(flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, Any]:
   report.update(
       model=fv.model,
       distribution=fv.distribution,
-      target_sparsity=fv.sparsity)
+      target_sparsity=fv.sparsity,
+      not_counted=uncounted_weighted_layers(costs))
   if fv.json:
     print(json.dumps(report))
   else:
@@ -1047,7 +1274,8 @@ def _text_report(costs, report, fv) -> str:
       'dense training',
       f'size: {report["size_mb"]:.3f} MB (dense {report["dense_size_mb"]:.3f}'
       ' MB)',
-      f'sparsity of counted layers: {report["sparsity"]:.4f}',
+      f'sparsity of counted layers: {report["sparsity"]:.4f}'
+      f'{_uncounted_note(costs)}',
   ])
 
 

@@ -446,7 +446,8 @@ class ReportTest(tf.test.TestCase):
 
 
 _JSON_KEYS = set(flops.REPORT_KEYS) | {
-    'method', 'layers', 'model', 'distribution', 'target_sparsity'
+    'method', 'layers', 'model', 'distribution', 'target_sparsity',
+    'not_counted'
 }
 
 
