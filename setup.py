@@ -18,8 +18,8 @@ import setuptools
 setuptools.setup(
     name='rigl_tf',
     version='0.1.0',
-    description='Sparse neural-network training (RigL, SET, SNFS, GMP, ...) '
-    'for TensorFlow 2 / tf_keras.',
+    description='Sparse neural-network training (static, SET, SNFS, RigL) '
+    'with MicroNet FLOP counting, for TensorFlow 2 / tf_keras.',
     python_requires='>=3.10,<3.13',
     packages=setuptools.find_packages(
         include=['rigl_tf', 'rigl_tf.*', 'mnist', 'mnist.*', 'cifar_wrn',

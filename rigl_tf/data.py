@@ -30,6 +30,9 @@ from rigl_tf import datasets as _builders  # noqa: F401  (registers digits)
 
 # Datasets that can be built without a network.
 OFFLINE_DATASETS = ('digits',)
+# The datasets the task scripts are written for (any tfds image
+# classification dataset works the same way).
+DATASETS = ('digits', 'mnist', 'cifar10', 'cifar100', 'imagenet2012')
 # Examples held by the training shuffle buffer. A checkpointed input
 # pipeline stores this buffer: 10k MNIST images are 7.8 MB, CIFAR 31 MB.
 SHUFFLE_BUFFER = 10_000

@@ -239,7 +239,22 @@ class MaskedLayer(keras.layers.Wrapper):
   def get_config(self):
     return {**super().get_config(), 'mask_depthwise': self.mask_depthwise}
 
+  # Set by `SparseOptimizer` for the layers whose masks it keeps.
+  managed_by_sparse_optimizer = False
+
   def call(self, inputs, *args, **kwargs):
+    if kwargs.get('training') is True and not self.managed_by_sparse_optimizer:
+      # The first training step of a model compiled with a plain optimizer:
+      # its update would move masked weights off zero, silently.
+      raise ValueError(
+          f'Masked layer {self.name!r} is being trained, but no rigl_tf '
+          'SparseOptimizer keeps its masks: a plain optimizer would update '
+          'masked weights and break the sparsity. Wrap the optimizer: '
+          'model.compile(optimizer=rigl_tf.optimizers.SparseOptimizer('
+          'keras.optimizers.SGD(...), model, updater), ...); in a custom '
+          'loop use that optimizer\'s apply_gradients. (For a training-mode '
+          'forward pass that is not a training step, set '
+          '`managed_by_sparse_optimizer = True` on the masked layers.)')
     return self.layer(inputs, *args, **kwargs)
 
   def compute_output_shape(self, input_shape):

@@ -123,6 +123,13 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
     self._updater = updater if updater is not None else (
         updaters_lib.MaskUpdater())
     self._masked_weights = None
+    # Lets the masked layers check, when trained, that they are managed.
+    if isinstance(model, (list, tuple)):
+      managed = [mw.layer for mw in model]
+    else:
+      managed = masked_layers.get_masked_layers(model)
+    for layer in managed:
+      layer.managed_by_sparse_optimizer = True
     # Not calling Optimizer.__init__: state and checkpoints are delegated.
     tf.__internal__.tracking.DelegatingTrackableMixin.__init__(
         self, self._optimizer)

@@ -29,13 +29,16 @@ with one line on stderr (`error: ...`) and exit status 1.
 
 import dataclasses
 import datetime
+import inspect
 import json
 import math
 import os
+import re
 import sys
 import time
 from typing import Callable, Optional, Sequence
 
+from absl import app
 from absl import flags
 from absl import logging
 import gin
@@ -83,16 +86,206 @@ def define_flags():
       'directory (its latest); default: the latest in --output_dir.')
   flags.DEFINE_string('data_dir', None, 'tensorflow_datasets data_dir.')
   flags.DEFINE_string('tpu', None, 'TPU name/address for --strategy=tpu.')
+  flags.DEFINE_integer(
+      'cpu_replicas', 1,
+      'Split the CPU into this many logical devices, so that '
+      '--strategy=mirrored runs that many replicas on a machine without '
+      'GPUs (to try multi-replica training anywhere).')
+
+
+# The flags `define_flags` defines, in the order --help lists them.
+_SCRIPT_FLAGS = ('gin_config', 'gin_bindings', 'output_dir', 'mode',
+                 'strategy', 'cpu_replicas', 'eval_once_ckpt', 'data_dir',
+                 'tpu')
+
+
+def _gin_defaults(fn, skip=()):
+  """'name = default' lines of `fn`'s keyword parameters."""
+  fn = getattr(fn, '__wrapped__', fn)
+  lines = []
+  for param in inspect.signature(fn).parameters.values():
+    if param.name in skip or param.default is inspect.Parameter.empty:
+      continue
+    lines.append(f'{param.name} = {param.default!r}')
+  return lines
+
+
+def help_text(script_doc, models=()):
+  """What `--help` prints: usage, flags, choices and main gin parameters.
+
+  Args:
+    script_doc: the task script's module docstring (usage examples).
+    models: names of the task's gin model builders (`@name`).
+
+  Returns:
+    The text.
+  """
+  flag_values = flags.FLAGS
+  lines = [(script_doc or '').strip(), '', 'Flags:']
+  for name in _SCRIPT_FLAGS:
+    flag = flag_values[name]
+    lines.append(f'  --{name} (default: {flag.default!r})')
+    lines.append(f'      {" ".join(flag.help.split())}')
+  bind = ('--gin_config=FILE and/or --gin_bindings="NAME = VALUE"')
+  lines += [
+      '', f'Choices (bind with {bind}):',
+      f'  train_eval.method: {", ".join(updaters.methods())}',
+      f'  train_eval.distribution: {", ".join(distributions.DISTRIBUTIONS)}',
+      f'  train_eval.dataset: {", ".join(data.DATASETS)} (digits works '
+      'offline; the others download, imagenet2012 reads its manual_dir)',
+      f'  train_eval.model_fn: {", ".join("@" + m for m in models)}',
+      f'  make_optimizer.name: {", ".join(_OPTIMIZERS)}',
+      f'  make_optimizer.schedule: {", ".join(_SCHEDULES)}',
+      f'  init_masks.weight_scaling: {", ".join(masks.WEIGHT_SCALINGS)} '
+      "('unit': sparse-aware initialisation, see README)",
+      '', 'Main gin parameters and their defaults:']
+  skip = ('output_dir', 'mode', 'strategy_name', 'eval_once_ckpt',
+          'data_dir', 'tpu')
+  for prefix, fn, fn_skip in (
+      ('train_eval', train_eval, skip),
+      ('make_optimizer', make_optimizer, ('train_steps',)),
+      ('init_masks', masks.init_masks, ('seed',)),
+      ('RigL', updaters.DropGrowUpdater.__init__, ('self', 'name'))):
+    lines += [f'  {prefix}.{line}' for line in _gin_defaults(fn, fn_skip)]
+  lines += ['', 'RigL.* also names SET.*, SNFS.*; configs/ holds one gin '
+            'file per method and task.',
+            'All absl flags (logging, ...): --helpfull.']
+  return '\n'.join(lines)
+
+
+def flags_parser(script_doc, models=()):
+  """An `app.run` flags parser whose --help prints `help_text`, exit 0.
+
+  It also applies --cpu_replicas, which must happen before TensorFlow
+  initialises its devices.
+
+  Args:
+    script_doc: the script's module docstring.
+    models: names of the task's gin model builders.
+
+  Returns:
+    A function argv -> remaining argv.
+  """
+
+  def parse(argv):
+    if any(arg in ('-h', '--help', '--helpshort', '-?') for arg in argv[1:]):
+      print(help_text(script_doc, models))
+      sys.exit(0)
+    remaining = app.parse_flags_with_usage(argv)
+    try:
+      split_cpu(flags.FLAGS.cpu_replicas)
+    except UserError as e:
+      sys.exit(f'error: {e}')
+    return remaining
+
+  return parse
+
+
+def split_cpu(num_replicas):
+  """Splits the first CPU into `num_replicas` logical devices.
+
+  Args:
+    num_replicas: number of logical CPU devices (1: leave it whole).
+
+  Raises:
+    UserError: for a value below 1, or when TensorFlow already initialised
+      its devices (call it at program start).
+  """
+  if num_replicas < 1:
+    raise UserError(f'--cpu_replicas must be >= 1, got {num_replicas}.')
+  if num_replicas == 1:
+    return
+  cpus = tf.config.list_physical_devices('CPU')
+  try:
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * num_replicas)
+  except RuntimeError as e:
+    raise UserError(f'--cpu_replicas: {e}') from e
+
+
+# The repository root: configs/ and the task folders live here.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""")
+
+
+def _find_config(path, including_dir=None):
+  """`path` as given, or relative to the including file, or to the repo."""
+  candidates = [path]
+  if not os.path.isabs(path):
+    if including_dir:
+      candidates.append(os.path.join(including_dir, path))
+    candidates.append(os.path.join(REPO_ROOT, path))
+  for candidate in candidates:
+    if tf.io.gfile.exists(candidate):
+      return candidate
+  return None
+
+
+def _parse_config_file(path, including=()):
+  """Parses one gin file, resolving its includes with `_find_config`.
+
+  gin itself resolves `include` against the working directory only (its
+  search paths fail on bare file names), so the includes are followed here:
+  the statements between two includes go to gin in file order, padded with
+  blank lines so that gin's error messages keep the file's line numbers.
+
+  Args:
+    path: the config file.
+    including: the files that include it (to report include cycles).
+
+  Raises:
+    UserError: for an include that cannot be found or an include cycle.
+  """
+  if path in including:
+    raise UserError(f'gin include cycle: {" -> ".join(including + (path,))}')
+  directory = os.path.dirname(path)
+  with tf.io.gfile.GFile(path) as f:
+    lines = f.read().splitlines()
+  chunk_start = 0
+
+  def parse_chunk(end):
+    text = '\n' * chunk_start + '\n'.join(lines[chunk_start:end])
+    if text.strip():
+      try:
+        gin.parse_config(text)
+      except Exception as e:  # pylint: disable=broad-except
+        raise ValueError(f'{e} (in {path})') from e
+
+  for number, line in enumerate(lines):
+    match = _INCLUDE.match(line)
+    if not match:
+      continue
+    parse_chunk(number)
+    chunk_start = number + 1
+    included = _find_config(match.group(1), directory)
+    if included is None:
+      raise UserError(
+          f'gin config {path}, line {number + 1}: included file '
+          f'{match.group(1)!r} not found (looked in the working directory, '
+          f'{directory or "."} and {REPO_ROOT}).')
+    _parse_config_file(included, including + (path,))
+  parse_chunk(len(lines))
 
 
 def parse_gin(config_files: Sequence[str], bindings: Sequence[str]):
-  """Parses gin files and bindings; any problem becomes a `UserError`."""
+  """Parses gin files and bindings; any problem becomes a `UserError`.
+
+  A config file (and each of its includes) is looked up as given, then
+  relative to the including file, then to the repository root: configs run
+  from any working directory.
+  """
+  found = []
   for path in config_files:
-    if not tf.io.gfile.exists(path):
+    resolved = _find_config(path)
+    if resolved is None:
       raise UserError(f'gin config file not found: {path}')
+    found.append(resolved)
   try:
-    gin.parse_config_files_and_bindings(
-        list(config_files), list(bindings), finalize_config=False)
+    for path in found:
+      _parse_config_file(path)
+    gin.parse_config(list(bindings))
+  except UserError:
+    raise
   except Exception as e:  # pylint: disable=broad-except
     # gin raises ValueError/KeyError/ParseError with multi-line context.
     message = ' '.join(str(e).split())
@@ -227,11 +420,57 @@ def _check_config(mode, method, sparsity, distribution, train_steps,
     raise UserError('--output_dir is required.')
 
 
+def _checkpoint_is_readable(path):
+  """Whether every tensor of checkpoint `path` can be read (not truncated)."""
+  try:
+    dtypes = tf.train.load_checkpoint(path).get_variable_to_dtype_map()
+    # One restore op reads every tensor, the input pipeline's (variant)
+    # state included, which the reader's get_tensor cannot convert.
+    names = sorted(dtypes)
+    tf.raw_ops.RestoreV2(prefix=path, tensor_names=names,
+                         shape_and_slices=[''] * len(names),
+                         dtypes=[dtypes[n] for n in names])
+  except (tf.errors.OpError, ValueError):
+    return False
+  return True
+
+
+def _latest_complete_checkpoint(output_dir):
+  """The newest readable checkpoint of `output_dir`, or None.
+
+  A run killed while writing (or a full disk) can leave the latest
+  checkpoint truncated: resume from the previous complete one, with a
+  warning, rather than fail.
+  """
+  state = tf.train.get_checkpoint_state(output_dir)
+  if state is None:
+    return None
+  candidates = list(state.all_model_checkpoint_paths)
+  if state.model_checkpoint_path not in candidates:
+    candidates.append(state.model_checkpoint_path)
+  for path in reversed(candidates):
+    if not os.path.isabs(path):
+      path = os.path.join(output_dir, path)
+    if _checkpoint_is_readable(path):
+      return path
+    print(f'warning: checkpoint {path} is unreadable (truncated or '
+          'corrupt); trying the previous one.', file=sys.stderr, flush=True)
+  if candidates:
+    raise UserError(f'no readable checkpoint in {output_dir}: every one is '
+                    'truncated or corrupt. Use another --output_dir.')
+  return None
+
+
 def _restore(checkpoint, path):
   """Restores `path` into `checkpoint`; a mismatch is a `UserError`."""
   try:
     status = checkpoint.restore(path)
     status.assert_existing_objects_matched()
+  except tf.errors.OpError as e:
+    reason = ' '.join(str(e).split())[:200]
+    raise UserError(
+        f'cannot read checkpoint {path}: it is truncated or corrupt '
+        f'({reason}).') from e
   except (AssertionError, ValueError) as e:
     reason = ' '.join(str(e).split())[:300]
     raise UserError(
@@ -460,6 +699,17 @@ def _resolve_checkpoint(eval_once_ckpt, output_dir):
       f'checkpoint {path!r} not found: pass --eval_once_ckpt=<dir or '
       '.../ckpt-N prefix> of an existing checkpoint, or the --output_dir of a '
       'finished training run.')
+
+
+def output_locations(output_dir, latest_checkpoint):
+  """Lines saying where a finished run's outputs are."""
+  return '\n'.join([
+      f'Outputs in {output_dir}:',
+      f'  report:      {os.path.join(output_dir, "report.json")}',
+      f'  TensorBoard: tensorboard --logdir={output_dir}  (train/, eval/)',
+      f'  checkpoint:  {latest_checkpoint}  (--mode=eval_once reads it)',
+      f'  gin config:  {os.path.join(output_dir, "operative_config.gin")}',
+  ])
 
 
 def _write_json(path, obj):
@@ -824,7 +1074,7 @@ def _restore_or_start(run, output):
   chief's checkpoint: the scratch copies of the others may lag behind and
   are deleted after a run.
   """
-  latest = tf.train.latest_checkpoint(run.config.output_dir)
+  latest = _latest_complete_checkpoint(run.config.output_dir)
   train_iterator = None
   if (data.checkpoint_input_position(run.info)
       and not _uses_distributed_dataset(run.strategy)
@@ -1001,6 +1251,8 @@ def _finish_output(run, output, report):
   if output.chief:
     _write_operative_config(output_dir)
     _write_json(os.path.join(output_dir, 'report.json'), report)
+    run.say(output_locations(output_dir,
+                             tf.train.latest_checkpoint(output_dir)))
     return
   _remove_tree(output.ckpt_dir)
   scratch = os.path.dirname(output.ckpt_dir)

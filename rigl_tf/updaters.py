@@ -78,9 +78,16 @@ def methods():
 def get_updater_class(method):
   """The `MaskUpdater` class registered as `method`.
 
+  Args:
+    method: a registered name ('rigl'), in any case ('RigL'), or the class
+      name gin configures ('RigL', 'MaskUpdater' for 'static').
+
   Raises:
     ValueError: for an unknown method name.
   """
+  if method not in _REGISTRY:
+    by_class_name = {cls.__name__: name for name, cls in _REGISTRY.items()}
+    method = by_class_name.get(method, str(method).lower())
   if method not in _REGISTRY:
     raise ValueError(f'Unknown sparse training method {method!r}; choose one '
                      f'of: {", ".join(methods())}.')
