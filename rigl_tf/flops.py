@@ -72,7 +72,13 @@ with a density schedule, `gradual_training_flops_per_step` (GMP: the mean of
 `search_then_finetune_flops_per_step` (Gem-Miner: 3 f_D per search step,
 3 f_S per fine-tuning step) are the rules their classes state.
 
-Command line, e.g.:
+Any built Keras model, from Python (see `count`):
+
+  result = flops.count(model, sparsity=0.9, distribution='erk')
+  print(result)  # the per-layer table and the totals line
+
+Command line, e.g. (--model: a name of `MODEL_BUILDERS` or a builder's
+import path 'package.module:function'):
 
   python -m rigl_tf.flops --model=resnet50 --sparsity=0.9 --distribution=erk \
       --method=rigl --update_frequency=100 [--json]
