@@ -134,10 +134,14 @@ class CountTest(tf.test.TestCase):
     result = flops.count(model)
     self.assertLen([c for c in result.layers if c.counted], 28)
     self.assertEqual(result.uncounted, [])
-    # Depthwise kernels kept dense, the rest uniform 90%.
+    # Depthwise kernels stay dense (outside the budget), the rest uniform 90%.
     depthwise = [c.name for c in result.layers if c.kind == 'DepthwiseConv2D']
-    planned = flops.count(model, sparsity=0.9, distribution='uniform',
-                          dense_layers=depthwise)
+    self.assertLen(depthwise, 13)
+    planned = flops.count(model, sparsity=0.9, distribution='uniform')
+    self.assertEqual(
+        flops.count(model, sparsity=0.9, distribution='uniform',
+                    dense_layers=depthwise, mask_depthwise=True).total.flops,
+        planned.total.flops)
     for c in planned.layers:
       if c.counted:
         expected = (c.n_weights if c.name in depthwise else

@@ -47,7 +47,8 @@ class FanInScaleTest(tf.test.TestCase):
         layers.MaskedLayer(keras.layers.Dense(6, name='fc')),
         keras.layers.Reshape((1, 1, 6)),
         layers.MaskedLayer(
-            keras.layers.DepthwiseConv2D(3, padding='same', name='dw'))])
+            keras.layers.DepthwiseConv2D(3, padding='same', name='dw'),
+            mask_depthwise=True)])
     model.build((None, 20))
     before = [mw.weight.numpy() for mw in layers.get_masked_weights(model)]
     masks.init_masks(model, 0.7, seed=3, weight_scaling='unit')
