@@ -243,19 +243,35 @@ class MaskedLayer(keras.layers.Wrapper):
   managed_by_sparse_optimizer = False
 
   def call(self, inputs, *args, **kwargs):
+    outputs = self.layer(inputs, *args, **kwargs)
     if kwargs.get('training') is True and not self.managed_by_sparse_optimizer:
-      # The first training step of a model compiled with a plain optimizer:
-      # its update would move masked weights off zero, silently.
-      raise ValueError(
-          f'Masked layer {self.name!r} is being trained, but no rigl_tf '
-          'SparseOptimizer keeps its masks: a plain optimizer would update '
-          'masked weights and break the sparsity. Wrap the optimizer: '
-          'model.compile(optimizer=rigl_tf.optimizers.SparseOptimizer('
-          'keras.optimizers.SGD(...), model, updater), ...); in a custom '
-          'loop use that optimizer\'s apply_gradients. (For a training-mode '
-          'forward pass that is not a training step, set '
-          '`managed_by_sparse_optimizer = True` on the masked layers.)')
-    return self.layer(inputs, *args, **kwargs)
+      # Training with a plain optimizer would move masked weights off zero,
+      # silently: fail when the first step takes gradients through this
+      # layer. A training-mode forward pass alone (BatchNorm statistics) is
+      # fine.
+      outputs = tf.nest.map_structure(self._unmanaged_gradient_guard,
+                                      outputs)
+    return outputs
+
+  def _unmanaged_gradient_guard(self, tensor):
+    name = self.name
+
+    @tf.custom_gradient
+    def guard(x):
+      def grad(upstream):
+        del upstream
+        raise ValueError(
+            f'Masked layer {name!r} is being trained, but no rigl_tf '
+            'SparseOptimizer keeps its masks: a plain optimizer would update '
+            'masked weights and break the sparsity. Wrap the optimizer: '
+            'model.compile(optimizer=rigl_tf.optimizers.SparseOptimizer('
+            'keras.optimizers.SGD(...), model, updater), ...); in a custom '
+            "loop use that optimizer's apply_gradients. (To take gradients "
+            'for another purpose, set `managed_by_sparse_optimizer = True` '
+            'on the masked layers.)')
+      return tf.identity(x), grad
+
+    return guard(tensor)
 
   def compute_output_shape(self, input_shape):
     return self.layer.compute_output_shape(input_shape)
