@@ -348,7 +348,8 @@ class BadInputTest(parameterized.TestCase):
     self.assertNotEqual(result.returncode, 0)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     self.assertLen(lines, 1, result.stderr)
-    self.assertRegex(lines[0], r'^error: bad gin configuration: .*@wrn_99_99\b' )
+    self.assertRegex(lines[0],
+                     r'^error: bad gin configuration: .*@wrn_99_99\b')
     self.assertFalse(os.path.exists(output_dir))
 
 

@@ -20,10 +20,13 @@ dataset cannot be had, `DatasetUnavailableError` says which, where it looked
 and what to pass instead.
 """
 
+import contextlib
 import dataclasses
 import inspect
+import os
 from typing import Callable, Optional
 
+from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -91,6 +94,26 @@ def _imagenet_missing(name, builder, manual_dir, error):
       '"Preparing ImageNet" in the README.')
 
 
+@contextlib.contextmanager
+def _absl_warnings_hidden():
+  """Hides absl warnings (tfds's notes about unprepared folders)."""
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
+
+
+def _check_manual_dir(name, builder, manual_dir):
+  """Fails early, with the error users need, where no archives are."""
+  where = manual_dir or os.path.join(str(builder.data_dir_root), 'downloads',
+                                     'manual')
+  if not tf.io.gfile.isdir(where) or not tf.io.gfile.listdir(where):
+    raise _imagenet_missing(name, builder, manual_dir,
+                            FileNotFoundError(where))
+
+
 def get_builder(name, data_dir=None, manual_dir=None):
   """A prepared tfds builder for `name` (prepared now if possible).
 
@@ -105,12 +128,16 @@ def get_builder(name, data_dir=None, manual_dir=None):
       failed (no network, no manual_dir).
   """
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    with _absl_warnings_hidden():  # "Variant folder ... has no ..." notes.
+      builder = tfds.builder(name, data_dir=data_dir)
+      prepared = builder.is_prepared()
   except tfds.core.registered.DatasetNotFoundError as e:
     raise DatasetUnavailableError(
         f'Unknown dataset {name!r}: not a tensorflow_datasets name (offline '
         f'choice: {", ".join(OFFLINE_DATASETS)}).') from e
-  if not builder.is_prepared():
+  if not prepared:
+    if name.startswith('imagenet2012'):
+      _check_manual_dir(name, builder, manual_dir)
     try:
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
