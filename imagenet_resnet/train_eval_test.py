@@ -197,15 +197,24 @@ class EveryMethodTest(tf.test.TestCase):
       self.assertEqual(row['nonzero'], expected, f'{name} {row["name"]}')
     return report
 
-  def test_every_config_trains_and_eval_once_verifies(self):
+  def test_every_method_and_model_trains_and_eval_once_verifies(self):
     self.assertEqual(
         sorted(os.path.basename(c)[:-4] for c in CONFIGS),
         ['dense', 'rigl_erk', 'rigl_uniform', 'set_uniform', 'snfs_erk',
          'snfs_uniform', 'static_erk', 'static_uniform'])
+    # Every method once, each model once (CPU time is scarce in CI).
+    runs = {
+        'dense': SMALL_RESNET,
+        'static_uniform': SMALL_RESNET,
+        'set_uniform': ['train_eval.model_fn = @mobilenet_v1',
+                        'mobilenet_v1.width = 0.25'],
+        'snfs_erk': ['train_eval.model_fn = @mobilenet_v2',
+                     'mobilenet_v2.width = 0.25'],
+        'rigl_erk': ['IMAGE_SIZE = 64', 'resnet.width = 0.25'],  # ResNet-50.
+    }
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-      for config in CONFIGS:
-        report = self._train_and_verify(config, *SMALL_RESNET)
-        name = os.path.basename(config)[:-4]
+      for name, bindings in runs.items():
+        report = self._train_and_verify(_config(name), *bindings)
         if name == 'dense':
           self.assertEqual(report['masks']['layers'], [])
           continue
@@ -216,20 +225,26 @@ class EveryMethodTest(tf.test.TestCase):
         density = 1 - report['masks']['overall']['sparsity']
         if name.startswith('static'):
           self.assertAlmostEqual(report['itop_rate'], density, places=6)
-        else:  # The mask update at step 2 (1 x 1.5 -> 3) explored.
+        else:  # The mask update at step 2 (x 1.5 -> 3) explored.
           self.assertGreater(report['itop_rate'], density + 0.005, name)
+        if name == 'rigl_erk':
+          self.assertLen(report['masks']['layers'], 54)  # 53 convs + fc.
 
-  def test_resnet50_and_mobilenets(self):
-    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-      resnet50 = self._train_and_verify(
-          _config('rigl_erk'), 'IMAGE_SIZE = 64', 'resnet.width = 0.25')
-      self.assertLen(resnet50['masks']['layers'], 54)  # 53 convs + fc.
-      for version, layers in (('v1', 28), ('v2', 36)):
-        report = self._train_and_verify(
-            _config('rigl_erk'), f'train_eval.model_fn = @mobilenet_{version}',
-            f'mobilenet_{version}.width = 0.25')
-        # Depthwise kernels stay dense and unmasked, as in RigL.
-        self.assertLen(report['masks']['layers'], layers)
+  def test_the_other_configs_differ_only_in_method_and_distribution(self):
+    expected = {'static_erk': ('static', 'erk'),
+                'snfs_uniform': ('snfs', 'uniform'),
+                'rigl_uniform': ('rigl', 'uniform')}
+    for name, (method, distribution) in expected.items():
+      gin.clear_config()
+      train_lib.parse_gin([_config(name)], [])
+      self.assertEqual(gin.query_parameter('train_eval.method'), method)
+      self.assertEqual(gin.query_parameter('train_eval.distribution'),
+                       distribution)
+      self.assertEqual(gin.query_parameter('train_eval.sparsity'), 0.9)
+      if method != 'static':
+        cls = {'snfs': 'SNFS', 'rigl': 'RigL'}[method]
+        self.assertEqual(gin.query_parameter(f'{cls}.end_step'), 25000)
+        self.assertEqual(gin.query_parameter(f'{cls}.drop_fraction'), 0.3)
 
 
 def _run_script(*args):

@@ -23,7 +23,6 @@ and what to pass instead.
 import contextlib
 import dataclasses
 import inspect
-import os
 from typing import Callable, Optional
 
 from absl import logging
@@ -105,15 +104,6 @@ def _absl_warnings_hidden():
     logging.set_verbosity(verbosity)
 
 
-def _check_manual_dir(name, builder, manual_dir):
-  """Fails early, with the error users need, where no archives are."""
-  where = manual_dir or os.path.join(str(builder.data_dir_root), 'downloads',
-                                     'manual')
-  if not tf.io.gfile.isdir(where) or not tf.io.gfile.listdir(where):
-    raise _imagenet_missing(name, builder, manual_dir,
-                            FileNotFoundError(where))
-
-
 def get_builder(name, data_dir=None, manual_dir=None):
   """A prepared tfds builder for `name` (prepared now if possible).
 
@@ -136,8 +126,6 @@ def get_builder(name, data_dir=None, manual_dir=None):
         f'Unknown dataset {name!r}: not a tensorflow_datasets name (offline '
         f'choice: {", ".join(OFFLINE_DATASETS)}).') from e
   if not prepared:
-    if name.startswith('imagenet2012'):
-      _check_manual_dir(name, builder, manual_dir)
     try:
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
