@@ -202,14 +202,16 @@ class EveryMethodTest(tf.test.TestCase):
         sorted(os.path.basename(c)[:-4] for c in CONFIGS),
         ['dense', 'rigl_erk', 'rigl_uniform', 'set_uniform', 'snfs_erk',
          'snfs_uniform', 'static_erk', 'static_uniform'])
-    # Every method once, each model once (CPU time is scarce in CI).
+    # Every method once, each model once (CPU time is scarce in CI): the
+    # drop/grow graph of 50 layers is costly to trace, so the MobileNets
+    # run with fixed masks.
     runs = {
-        'dense': SMALL_RESNET,
-        'static_uniform': SMALL_RESNET,
-        'set_uniform': ['train_eval.model_fn = @mobilenet_v1',
-                        'mobilenet_v1.width = 0.25'],
-        'snfs_erk': ['train_eval.model_fn = @mobilenet_v2',
-                     'mobilenet_v2.width = 0.25'],
+        'dense': ['train_eval.model_fn = @mobilenet_v1',
+                  'mobilenet_v1.width = 0.25'],
+        'static_uniform': ['train_eval.model_fn = @mobilenet_v2',
+                           'mobilenet_v2.width = 0.25'],
+        'set_uniform': SMALL_RESNET,
+        'snfs_erk': SMALL_RESNET,
         'rigl_erk': ['IMAGE_SIZE = 64', 'resnet.width = 0.25'],  # ResNet-50.
     }
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
@@ -221,7 +223,7 @@ class EveryMethodTest(tf.test.TestCase):
         self.assertAlmostEqual(report['masks']['overall']['sparsity'], 0.9,
                                delta=0.011)
         first = report['masks']['layers'][0]
-        self.assertEqual((first['name'], first['sparsity']), ('conv1', 0.0))
+        self.assertEqual(first['sparsity'], 0.0)  # The first conv is dense.
         density = 1 - report['masks']['overall']['sparsity']
         if name.startswith('static'):
           self.assertAlmostEqual(report['itop_rate'], density, places=6)
