@@ -230,19 +230,20 @@ class MixedPrecisionTest(tf.test.TestCase):
 
 class DistributedTest(tf.test.TestCase):
 
-  def test_two_replicas_equal_one_device_and_agree(self):
-    results = {}
+  def test_two_replicas_end_with_identical_masks(self):
+    # BatchNorm statistics are per replica, so two replicas do not follow
+    # one device's trajectory; they must agree with each other exactly
+    # (train_eval compares every mask's replica copies, and fails if not).
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-      for strategy in ('default', 'mirrored'):
-        _configure(_config('rigl_erk'))
-        output_dir = self.create_tempdir().full_path
-        report = train_lib.train_eval(output_dir=output_dir, mode='train',
-                                      strategy_name=strategy)
-        self.assertTrue(report['masks_identical_on_replicas'])
-        results[strategy] = _masks(output_dir)
-    self.assertLen(results['default'], 10)
-    for name, mask in results['default'].items():
-      self.assertAllEqual(results['mirrored'][name], mask, msg=name)
+      _configure(_config('rigl_erk'))
+      output_dir = self.create_tempdir().full_path
+      report = train_lib.train_eval(output_dir=output_dir, mode='train',
+                                    strategy_name='mirrored')
+    self.assertTrue(report['masks_identical_on_replicas'])
+    _check_masks(self, report)
+    self.assertGreater(report['itop_rate'],
+                       1 - report['masks']['overall']['sparsity'] + 0.01)
+    self.assertLen(_masks(output_dir), 10)
 
   def test_global_batch_not_divisible_by_replicas(self):
     _configure(_config('rigl_erk'), 'train_eval.batch_size = 5')

@@ -28,6 +28,7 @@ A run resumes from the latest checkpoint in `--output_dir`. Bad input ends
 with one line on stderr (`error: ...`) and exit status 1.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import inspect
@@ -618,7 +619,6 @@ def _build(strategy, info, config):
   """Builds model, masks and optimizer in the strategy's scope."""
   with strategy.scope():
     keras.utils.set_random_seed(config.seed)
-    model = _build_model(info, config)
     try:
       updater = updaters.get_updater(config.method)
     except ValueError as e:  # A bad hyperparameter bound with gin.
@@ -628,11 +628,18 @@ def _build(strategy, info, config):
     # (already multiplied) sets the default end of mask updates (75%,
     # RigL's).
     updater.configure_run(train_steps=config.train_steps, seed=config.seed)
-    planned = {}
+    with _dtype_policy(config.mixed_precision):
+      model = config.model_fn(input_shape=info.input_shape,
+                              num_classes=info.num_classes)
     if updater.sparse:
+      # The mask wrappers are built under float32: built under a mixed
+      # policy they would make their masks 16-bit (they take the dtype of
+      # the autocast kernel).
       model = masked_layers.sparsify(model)
       if not model.built:
         model.build((None,) + tuple(info.input_shape))
+    planned = {}
+    if updater.sparse:
       try:
         planned = masks.get_layer_sparsities(
             model, config.sparsity, config.distribution,
@@ -656,20 +663,19 @@ def _build(strategy, info, config):
   return model, optimizer, updater, lr_schedule, planned
 
 
-def _build_model(info, config):
-  """The task's model, under the mixed-precision policy if one is set.
+@contextlib.contextmanager
+def _dtype_policy(mixed_precision):
+  """Builds layers (and their mask wrappers) under the mixed policy.
 
-  Layers take the global policy when they are built: it is set for the
+  Layers take the global policy when they are created: it is set for the
   build only, so that it does not leak into later runs in the process.
   Variables (kernels, masks) stay float32; only the computation is cast.
   """
   previous = keras.mixed_precision.global_policy()
-  if config.mixed_precision:
-    keras.mixed_precision.set_global_policy(
-        MIXED_PRECISION[config.mixed_precision])
+  if mixed_precision:
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION[mixed_precision])
   try:
-    return config.model_fn(input_shape=info.input_shape,
-                           num_classes=info.num_classes)
+    yield
   finally:
     keras.mixed_precision.set_global_policy(previous)
 
