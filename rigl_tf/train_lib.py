@@ -665,7 +665,7 @@ def _build(strategy, info, config):
 
 @contextlib.contextmanager
 def _dtype_policy(mixed_precision):
-  """Builds layers (and their mask wrappers) under the mixed policy.
+  """Builds the model's layers under the mixed-precision policy.
 
   Layers take the global policy when they are created: it is set for the
   build only, so that it does not leak into later runs in the process.
