@@ -198,10 +198,11 @@ class EveryMethodTest(tf.test.TestCase):
     return report
 
   def test_every_method_and_model_trains_and_eval_once_verifies(self):
-    self.assertEqual(
-        sorted(os.path.basename(c)[:-4] for c in CONFIGS),
+    # Methods added later (GMP, GraNet, ...) test their own configs.
+    self.assertContainsSubset(
         ['dense', 'rigl_erk', 'rigl_uniform', 'set_uniform', 'snfs_erk',
-         'snfs_uniform', 'static_erk', 'static_uniform'])
+         'snfs_uniform', 'static_erk', 'static_uniform'],
+        {os.path.basename(c)[:-4] for c in CONFIGS})
     # Every method once, each model once (CPU time is scarce in CI): the
     # drop/grow graph of 50 layers is costly to trace, so the MobileNets
     # run with fixed masks.
