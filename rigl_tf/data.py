@@ -20,9 +20,12 @@ dataset cannot be had, `DatasetUnavailableError` says which, where it looked
 and what to pass instead.
 """
 
+import contextlib
 import dataclasses
+import inspect
 from typing import Callable, Optional
 
+from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -78,23 +81,57 @@ def _num_examples(builder, split):
   return splits[split].num_examples if split in splits else None
 
 
-def get_builder(name, data_dir=None):
+def _imagenet_missing(name, builder, manual_dir, error):
+  """The error for an ImageNet that is neither prepared nor preparable."""
+  where = manual_dir or f'{builder.data_dir_root}/downloads/manual'
+  return DatasetUnavailableError(
+      f'{name} is not prepared in {builder.data_dir} and its archives are '
+      f'not in {where} ({type(error).__name__}): download '
+      'ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from '
+      'image-net.org into a directory and pass it as --manual_dir (tfds '
+      'prepares it once), or pass --data_dir of a prepared copy; see '
+      '"Preparing ImageNet" in the README.')
+
+
+@contextlib.contextmanager
+def _absl_warnings_hidden():
+  """Hides absl warnings (tfds's notes about unprepared folders)."""
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
+
+
+def get_builder(name, data_dir=None, manual_dir=None):
   """A prepared tfds builder for `name` (prepared now if possible).
+
+  Args:
+    name: tfds name.
+    data_dir: tfds data directory (None: the tfds default).
+    manual_dir: where manually downloaded archives are (ImageNet); None:
+      tfds's default, <data_dir>/downloads/manual.
 
   Raises:
     DatasetUnavailableError: unknown name, or not prepared and preparing
       failed (no network, no manual_dir).
   """
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    with _absl_warnings_hidden():  # "Variant folder ... has no ..." notes.
+      builder = tfds.builder(name, data_dir=data_dir)
+      prepared = builder.is_prepared()
   except tfds.core.registered.DatasetNotFoundError as e:
     raise DatasetUnavailableError(
         f'Unknown dataset {name!r}: not a tensorflow_datasets name (offline '
         f'choice: {", ".join(OFFLINE_DATASETS)}).') from e
-  if not builder.is_prepared():
+  if not prepared:
     try:
-      builder.download_and_prepare()
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     except Exception as e:  # pylint: disable=broad-except
+      if name.startswith('imagenet2012'):
+        raise _imagenet_missing(name, builder, manual_dir, e) from e
       raise DatasetUnavailableError(
           f'Dataset {name!r} is not prepared in {builder.data_dir} and could '
           f'not be downloaded/prepared ({type(e).__name__}). '
@@ -105,9 +142,9 @@ def get_builder(name, data_dir=None):
   return builder
 
 
-def get_info(name, data_dir=None):
+def get_info(name, data_dir=None, manual_dir=None):
   """The `DatasetInfo` of a dataset (prepares it if needed)."""
-  builder = get_builder(name, data_dir)
+  builder = get_builder(name, data_dir, manual_dir)
   eval_split = _eval_split(builder)
   features = builder.info.features
   return DatasetInfo(
@@ -125,7 +162,8 @@ def get_dataset(name: str,
                 training: bool,
                 data_dir: Optional[str] = None,
                 preprocess_fn: Optional[Callable] = None,
-                seed: int = 0) -> tf.data.Dataset:
+                seed: int = 0,
+                manual_dir: Optional[str] = None) -> tf.data.Dataset:
   """A batched (image, label) dataset.
 
   Training datasets are shuffled with a fixed seed, repeated forever and
@@ -133,19 +171,27 @@ def get_dataset(name: str,
   the same whatever the number of replicas. Evaluation datasets are read
   once, in order, with the last partial batch kept.
 
+  A `preprocess_fn` with a `seed` argument gets, for training, a distinct
+  stateless seed per example, (seed, example index): random augmentation
+  is then the same for a seed whatever the parallelism, and a checkpointed
+  iterator resumes it exactly.
+
   Args:
     name: tfds name ('digits', 'mnist', 'cifar10', ...).
     split: 'train', 'test', 'eval' (the dataset's test or validation split).
     batch_size: global batch size.
     training: shuffle, repeat and drop the remainder.
     data_dir: tfds data directory (None: the tfds default).
-    preprocess_fn: (image, label) -> (image, label); default scales to [0, 1].
-    seed: shuffle seed.
+    preprocess_fn: (image, label) -> (image, label), or
+      (image, label, seed=) -> (image, label) for random augmentation;
+      default scales to [0, 1].
+    seed: shuffle and augmentation seed.
+    manual_dir: see `get_builder`.
 
   Returns:
     A `tf.data.Dataset`.
   """
-  builder = get_builder(name, data_dir)
+  builder = get_builder(name, data_dir, manual_dir)
   if split == 'eval':
     split = _eval_split(builder)
   read_config = tfds.ReadConfig(shuffle_seed=seed)
@@ -165,7 +211,23 @@ def get_dataset(name: str,
     ds = ds.shuffle(min(num_examples, SHUFFLE_BUFFER), seed=seed,
                     reshuffle_each_iteration=True)
     ds = ds.repeat()
-  ds = ds.map(preprocess_fn or scale_image,
-              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  preprocess_fn = preprocess_fn or scale_image
+  if training and _takes_seed(preprocess_fn):
+    base = tf.constant(seed, tf.int64)
+    ds = ds.enumerate().map(
+        lambda index, example: preprocess_fn(
+            *example, seed=tf.stack([base, index])),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  else:
+    ds = ds.map(preprocess_fn, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=training)
   return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _takes_seed(fn):
+  """Whether `fn` accepts a `seed` argument (random augmentation)."""
+  try:
+    return 'seed' in inspect.signature(fn).parameters
+  except (TypeError, ValueError):  # Builtins without a signature.
+    return False

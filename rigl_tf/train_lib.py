@@ -20,13 +20,15 @@ with gin (`--gin_config`, `--gin_bindings`) on `train_eval` and
 
   --output_dir   checkpoints, TensorBoard summaries (train/, eval/),
                  operative_config.gin, report.json
-  --mode         train | eval_once | train_and_eval
+  --mode         train | train_and_eval | eval_once | eval (continuous:
+                 follows the checkpoints a training run writes)
   --strategy     default | mirrored | multi_worker | tpu
 
 A run resumes from the latest checkpoint in `--output_dir`. Bad input ends
 with one line on stderr (`error: ...`) and exit status 1.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import inspect
@@ -58,7 +60,10 @@ from rigl_tf import quiet as quiet_lib
 from rigl_tf import strategies
 from rigl_tf import updaters
 
-MODES = ('train', 'eval_once', 'train_and_eval')
+MODES = ('train', 'train_and_eval', 'eval_once', 'eval')
+# Mixed-precision choices: compute dtype -> Keras policy.
+MIXED_PRECISION = {'bfloat16': 'mixed_bfloat16',
+                   'float16': 'mixed_float16'}
 
 
 class UserError(Exception):
@@ -85,6 +90,10 @@ def define_flags():
       'For --mode=eval_once: a checkpoint prefix (.../ckpt-1000) or a '
       'directory (its latest); default: the latest in --output_dir.')
   flags.DEFINE_string('data_dir', None, 'tensorflow_datasets data_dir.')
+  flags.DEFINE_string(
+      'manual_dir', None,
+      'Where manually downloaded dataset archives are (ImageNet); default: '
+      '<data_dir>/downloads/manual.')
   flags.DEFINE_string('tpu', None, 'TPU name/address for --strategy=tpu.')
   flags.DEFINE_integer(
       'cpu_replicas', 1,
@@ -343,8 +352,83 @@ _OPTIMIZERS = {
 _SCHEDULES = ('constant', 'cosine', 'piecewise')
 
 
+class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """RigL's ImageNet schedule: linear warm-up, then step decay, in epochs.
+
+  The epoch is the fractional `step * batch_size / num_train_examples`.
+  The learning rate is `base_learning_rate * batch_size / 256`, scaled
+  linearly from 0 over the warm-up epochs, then multiplied by
+  `multipliers[i]` from epoch `decay_epochs[i]` on. `steps_multiplier`
+  stretches every epoch boundary (RigL's `training_steps_multiplier`).
+  """
+
+  def __init__(self, batch_size, num_train_examples, base_learning_rate,
+               warmup_epochs, decay_epochs, multipliers, steps_multiplier=1.0):
+    super().__init__()
+    self.batch_size = int(batch_size)
+    self.num_train_examples = int(num_train_examples)
+    self.base_learning_rate = float(base_learning_rate)
+    self.warmup_epochs = float(warmup_epochs)
+    self.decay_epochs = [float(e) for e in decay_epochs]
+    self.multipliers = [float(m) for m in multipliers]
+    self.steps_multiplier = float(steps_multiplier)
+
+  def __call__(self, step):
+    scaled = self.base_learning_rate * self.batch_size / 256.0
+    epoch = (tf.cast(step, tf.float32) * self.batch_size
+             / self.num_train_examples / self.steps_multiplier)
+    lr = tf.constant(scaled)
+    if self.warmup_epochs > 0:
+      lr = scaled * tf.minimum(epoch / self.warmup_epochs, 1.0)
+    for start, multiplier in zip(self.decay_epochs, self.multipliers):
+      lr = tf.where(epoch >= start, scaled * multiplier, lr)
+    return lr
+
+  def get_config(self):
+    return dict(batch_size=self.batch_size,
+                num_train_examples=self.num_train_examples,
+                base_learning_rate=self.base_learning_rate,
+                warmup_epochs=self.warmup_epochs,
+                decay_epochs=self.decay_epochs, multipliers=self.multipliers,
+                steps_multiplier=self.steps_multiplier)
+
+
 @gin.configurable
+def epoch_schedule(batch_size,
+                   steps_multiplier=1.0,
+                   num_train_examples=1_281_167,
+                   base_learning_rate=0.1,
+                   warmup_epochs=5,
+                   decay_epochs=(30, 70, 90),
+                   multipliers=(0.1, 0.01, 0.001)):
+  """An `EpochSchedule`; defaults: RigL's ResNet-50 ImageNet recipe.
+
+  Bind as `make_optimizer.schedule_fn = @epoch_schedule`.
+
+  Args:
+    batch_size: global batch size (the trainer passes it).
+    steps_multiplier: the run's training_steps_multiplier (passed).
+    num_train_examples: examples per epoch (ImageNet: 1,281,167).
+    base_learning_rate: learning rate per 256 images.
+    warmup_epochs: linear warm-up from 0.
+    decay_epochs: epochs where the multiplier changes.
+    multipliers: multipliers of the scaled rate from each of those epochs.
+
+  Returns:
+    The schedule.
+  """
+  if len(decay_epochs) != len(multipliers):
+    raise UserError('epoch_schedule.decay_epochs and multipliers must have '
+                    'the same length.')
+  return EpochSchedule(batch_size, num_train_examples, base_learning_rate,
+                       warmup_epochs, decay_epochs, multipliers,
+                       steps_multiplier)
+
+
+@gin.configurable(denylist=['batch_size', 'steps_multiplier'])
 def make_optimizer(train_steps,
+                   batch_size=None,
+                   steps_multiplier=1.0,
                    name='sgd',
                    learning_rate=0.1,
                    momentum=0.9,
@@ -353,11 +437,16 @@ def make_optimizer(train_steps,
                    warmup_steps=0,
                    boundaries=(),
                    multipliers=(),
-                   end_learning_rate_factor=0.0):
+                   end_learning_rate_factor=0.0,
+                   schedule_fn=None):
   """The wrapped (inner) optimizer and its learning-rate schedule.
 
   Args:
-    train_steps: total training steps (for the cosine decay).
+    train_steps: total training steps (for the cosine decay), already
+      multiplied by `steps_multiplier`.
+    batch_size: the global batch size (for `schedule_fn`).
+    steps_multiplier: training_steps_multiplier; stretches `warmup_steps`
+      and `boundaries` as it stretched `train_steps`.
     name: 'sgd' or 'adam'.
     learning_rate: base learning rate.
     momentum: SGD momentum.
@@ -367,6 +456,8 @@ def make_optimizer(train_steps,
     boundaries: piecewise: steps where the multiplier changes.
     multipliers: piecewise: learning-rate multipliers from each boundary on.
     end_learning_rate_factor: cosine: final lr as a fraction of the base.
+    schedule_fn: fn(batch_size=, steps_multiplier=) -> schedule, replacing
+      learning_rate/schedule/warmup_steps/boundaries (e.g. `epoch_schedule`).
 
   Returns:
     (optimizer, schedule) where schedule(step) gives the learning rate.
@@ -380,8 +471,14 @@ def make_optimizer(train_steps,
   if len(boundaries) != len(multipliers):
     raise UserError('make_optimizer.boundaries and multipliers must have the '
                     'same length.')
-  lr = WarmupSchedule(learning_rate, schedule, train_steps, warmup_steps,
-                      boundaries, multipliers, end_learning_rate_factor)
+  if schedule_fn is not None:
+    lr = schedule_fn(batch_size=batch_size, steps_multiplier=steps_multiplier)
+  else:
+    lr = WarmupSchedule(
+        learning_rate, schedule, train_steps,
+        round(warmup_steps * steps_multiplier),
+        [round(b * steps_multiplier) for b in boundaries], multipliers,
+        end_learning_rate_factor)
   return _OPTIMIZERS[name](lr, momentum, nesterov), lr
 
 
@@ -389,35 +486,49 @@ def make_optimizer(train_steps,
 # The run.
 
 
-def _check_config(mode, method, sparsity, distribution, train_steps,
-                  batch_size, output_dir, strategy_name, intervals,
-                  jit_compile):
-  if mode not in MODES:
-    raise UserError(f'Unknown --mode={mode!r}; choose one of '
+def _check_config(config):
+  """Checks the settings before anything is built or written."""
+  if config.mode not in MODES:
+    raise UserError(f'Unknown --mode={config.mode!r}; choose one of '
                     f'{", ".join(MODES)}.')
-  if strategy_name not in strategies.STRATEGIES:
-    raise UserError(f'Unknown --strategy={strategy_name!r}; choose one of '
-                    f'{", ".join(strategies.STRATEGIES)}.')
+  if config.strategy_name not in strategies.STRATEGIES:
+    raise UserError(f'Unknown --strategy={config.strategy_name!r}; choose '
+                    f'one of {", ".join(strategies.STRATEGIES)}.')
   try:
-    updaters.get_updater_class(method)
-    distributions.check_sparsity(sparsity, 'train_eval.sparsity')
+    updaters.get_updater_class(config.method)
+    distributions.check_sparsity(config.sparsity, 'train_eval.sparsity')
   except ValueError as e:
     raise UserError(str(e)) from e
-  if distribution not in distributions.DISTRIBUTIONS:
+  if config.distribution not in distributions.DISTRIBUTIONS:
     raise UserError(
-        f'Unknown sparsity distribution {distribution!r}; choose one of '
-        f'{", ".join(distributions.DISTRIBUTIONS)}.')
-  if train_steps <= 0 or batch_size <= 0:
+        f'Unknown sparsity distribution {config.distribution!r}; choose one '
+        f'of {", ".join(distributions.DISTRIBUTIONS)}.')
+  if config.train_steps <= 0 or config.batch_size <= 0:
     raise UserError('train_steps and batch_size must be positive.')
-  for name, value in intervals.items():
+  if config.training_steps_multiplier <= 0:
+    raise UserError('train_eval.training_steps_multiplier must be positive, '
+                    f'got {config.training_steps_multiplier}.')
+  for name in ('log_every', 'checkpoint_every', 'eval_every',
+               'keep_checkpoints'):
+    value = getattr(config, name)
     if value < (0 if name == 'eval_every' else 1):
       raise UserError(f'train_eval.{name} must be positive, got {value}.')
-  if jit_compile and strategy_name in ('mirrored', 'multi_worker'):
+  if config.mixed_precision not in (None, *MIXED_PRECISION):
+    raise UserError(
+        f'Unknown train_eval.mixed_precision {config.mixed_precision!r}; '
+        f'choose None or one of {", ".join(MIXED_PRECISION)}.')
+  if config.jit_compile and config.strategy_name in ('mirrored',
+                                                     'multi_worker'):
     raise UserError(
         'train_eval.jit_compile needs --strategy=default or tpu: the '
         'cross-replica step of mirrored strategies cannot run inside XLA.')
-  if not output_dir:
+  if config.mode == 'eval_once' and config.eval_once_ckpt:
+    return  # Needs no output directory.
+  if not config.output_dir:
     raise UserError('--output_dir is required.')
+  if config.model_fn is None:
+    raise UserError('no model: bind train_eval.model_fn (e.g. '
+                    '"train_eval.model_fn = @lenet_300_100") in a gin config.')
 
 
 def _checkpoint_is_readable(path):
@@ -494,38 +605,79 @@ def _remove_tree(path):
     pass
 
 
-def _build(strategy, info, model_fn, method, sparsity, distribution,
-           erk_power_scale, dense_layers, first_layer_dense,
-           custom_sparsity_map, mask_init, seed, train_steps):
+def _scale_update_range(updater, multiplier):
+  """Stretches the mask-update range as training_steps_multiplier does."""
+  if multiplier == 1.0:
+    return
+  for name in ('begin_step', 'end_step'):
+    step = getattr(updater, name, None)
+    if step is not None and step > 0:  # end_step < 0: until the end.
+      setattr(updater, name, int(step * multiplier))
+
+
+def _build(strategy, info, config):
   """Builds model, masks and optimizer in the strategy's scope."""
   with strategy.scope():
-    keras.utils.set_random_seed(seed)
-    model = model_fn(input_shape=info.input_shape,
-                     num_classes=info.num_classes)
+    keras.utils.set_random_seed(config.seed)
     try:
-      updater = updaters.get_updater(method)
+      updater = updaters.get_updater(config.method)
     except ValueError as e:  # A bad hyperparameter bound with gin.
       raise UserError(str(e)) from e
-    # The run's seed keys SET's growth and tie-breaks; the run's length sets
-    # the default end of mask updates (75%, RigL's).
-    updater.configure_run(train_steps=train_steps, seed=seed)
-    planned = {}
+    _scale_update_range(updater, config.training_steps_multiplier)
+    # The run's seed keys SET's growth and tie-breaks; the run's length
+    # (already multiplied) sets the default end of mask updates (75%,
+    # RigL's).
+    updater.configure_run(train_steps=config.train_steps, seed=config.seed)
+    with _dtype_policy(config.mixed_precision):
+      model = config.model_fn(input_shape=info.input_shape,
+                              num_classes=info.num_classes)
     if updater.sparse:
+      # The mask wrappers are built under float32: built under a mixed
+      # policy they would make their masks 16-bit (they take the dtype of
+      # the autocast kernel).
       model = masked_layers.sparsify(model)
       if not model.built:
         model.build((None,) + tuple(info.input_shape))
+    planned = {}
+    if updater.sparse:
       try:
         planned = masks.get_layer_sparsities(
-            model, sparsity, distribution, erk_power_scale=erk_power_scale,
-            dense_layers=dense_layers, first_layer_dense=first_layer_dense,
-            custom_sparsity_map=custom_sparsity_map)
-        masks.init_masks(model, planned, seed=seed, method=mask_init)
+            model, config.sparsity, config.distribution,
+            erk_power_scale=config.erk_power_scale,
+            dense_layers=config.dense_layers,
+            first_layer_dense=config.first_layer_dense,
+            custom_sparsity_map=config.custom_sparsity_map)
+        masks.init_masks(model, planned, seed=config.seed,
+                         method=config.mask_init)
       except ValueError as e:
         raise UserError(str(e)) from e
-    inner, lr_schedule = make_optimizer(train_steps)
+    inner, lr_schedule = make_optimizer(
+        config.train_steps, batch_size=config.batch_size,
+        steps_multiplier=config.training_steps_multiplier)
     optimizer = (optimizers_lib.SparseOptimizer(inner, model, updater)
                  if updater.sparse else inner)
+    if config.mixed_precision == 'float16':
+      # float16 gradients underflow without loss scaling; bfloat16's range
+      # is float32's and needs none.
+      optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
   return model, optimizer, updater, lr_schedule, planned
+
+
+@contextlib.contextmanager
+def _dtype_policy(mixed_precision):
+  """Builds the model's layers under the mixed-precision policy.
+
+  Layers take the global policy when they are created: it is set for the
+  build only, so that it does not leak into later runs in the process.
+  Variables (kernels, masks) stay float32; only the computation is cast.
+  """
+  previous = keras.mixed_precision.global_policy()
+  if mixed_precision:
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION[mixed_precision])
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
 
 
 def _make_train_loop(strategy, model, optimizer, num_classes, global_batch,
@@ -535,15 +687,24 @@ def _make_train_loop(strategy, model, optimizer, num_classes, global_batch,
       from_logits=True, label_smoothing=label_smoothing,
       reduction=keras.losses.Reduction.NONE)
 
+  loss_scaling = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+
   def replica_step(images, labels):
     with tf.GradientTape() as tape:
-      logits = model(images, training=True)
+      # Mixed precision computes in 16 bits; the loss is float32.
+      logits = tf.cast(model(images, training=True), tf.float32)
       per_example = loss_obj(tf.one_hot(labels, num_classes), logits)
       loss = tf.nn.compute_average_loss(per_example,
                                         global_batch_size=global_batch)
       if model.losses:
-        loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-    grads = tape.gradient(loss, model.trainable_variables)
+        loss += tf.nn.scale_regularization_loss(
+            tf.add_n([tf.cast(x, tf.float32) for x in model.losses]))
+      if loss_scaling:
+        scaled_loss = optimizer.get_scaled_loss(loss)
+    grads = tape.gradient(scaled_loss if loss_scaling else loss,
+                          model.trainable_variables)
+    if loss_scaling:
+      grads = optimizer.get_unscaled_gradients(grads)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     metrics['loss'].update_state(per_example)
     metrics['accuracy'].update_state(labels, logits)
@@ -584,26 +745,46 @@ def _uses_distributed_dataset(strategy):
   return isinstance(strategy, tf.distribute.TPUStrategy)
 
 
-def _make_evaluate(strategy, model, dataset):
-  """A function returning (accuracy, number of examples) on `dataset`."""
+def _make_evaluate(strategy, model, dataset, num_classes):
+  """A function returning the evaluation metrics of `model` on `dataset`.
+
+  The metrics: 'accuracy' (top-1), 'top5_accuracy' (where there are more
+  than 5 classes) and 'eval_examples'.
+  """
   with strategy.scope():
-    accuracy = keras.metrics.SparseCategoricalAccuracy()
+    metrics = {'accuracy': keras.metrics.SparseCategoricalAccuracy()}
+    if num_classes > 5:
+      metrics['top5_accuracy'] = keras.metrics.SparseTopKCategoricalAccuracy(
+          k=5)
 
   @tf.function
   def eval_step(images, labels):
 
     def fn(images, labels):
-      accuracy.update_state(labels, model(images, training=False))
+      logits = tf.cast(model(images, training=False), tf.float32)
+      for metric in metrics.values():
+        metric.update_state(labels, logits)
 
     strategy.run(fn, args=(images, labels))
 
   def evaluate():
-    accuracy.reset_state()
+    for metric in metrics.values():
+      metric.reset_state()
     for images, labels in strategy.experimental_distribute_dataset(dataset):
       eval_step(images, labels)
-    return float(accuracy.result()), int(accuracy.count.numpy())
+    result = {name: float(m.result()) for name, m in metrics.items()}
+    result['eval_examples'] = int(metrics['accuracy'].count.numpy())
+    return result
 
   return evaluate
+
+
+def format_eval(result):
+  """'test accuracy: a% (top-5 b%) (n examples)' of an evaluation."""
+  text = f'test accuracy: {result["accuracy"]:.4%}'
+  if 'top5_accuracy' in result:
+    text += f' (top-5 {result["top5_accuracy"]:.4%})'
+  return text + f' ({result["eval_examples"]} examples)'
 
 
 def _format_duration(seconds):
@@ -731,9 +912,11 @@ class RunConfig:
   strategy_name: str
   eval_once_ckpt: Optional[str]
   data_dir: Optional[str]
+  manual_dir: Optional[str]
   tpu: Optional[str]
   model_fn: Optional[Callable]
   dataset: str
+  input_shape: Optional[Sequence[int]]
   train_steps: int
   batch_size: int
   eval_batch_size: int
@@ -752,6 +935,9 @@ class RunConfig:
   eval_every: int
   keep_checkpoints: int
   jit_compile: bool
+  mixed_precision: Optional[str]
+  training_steps_multiplier: float
+  eval_timeout: float
   preprocess_fn: Optional[Callable]
   eval_preprocess_fn: Optional[Callable]
   quiet: bool
@@ -783,15 +969,18 @@ class _Output:
 
 
 @gin.configurable(denylist=['output_dir', 'mode', 'strategy_name',
-                            'eval_once_ckpt', 'data_dir', 'tpu'])
+                            'eval_once_ckpt', 'data_dir', 'manual_dir',
+                            'tpu'])
 def train_eval(output_dir: Optional[str],
                mode: str = 'train_and_eval',
                strategy_name: str = 'default',
                eval_once_ckpt: Optional[str] = None,
                data_dir: Optional[str] = None,
+               manual_dir: Optional[str] = None,
                tpu: Optional[str] = None,
                model_fn: Optional[Callable] = None,
                dataset: str = 'digits',
+               input_shape: Optional[Sequence[int]] = None,
                train_steps: int = 1000,
                batch_size: int = 32,
                eval_batch_size: int = 500,
@@ -810,6 +999,9 @@ def train_eval(output_dir: Optional[str],
                eval_every: int = 0,
                keep_checkpoints: int = 3,
                jit_compile: bool = False,
+               mixed_precision: Optional[str] = None,
+               training_steps_multiplier: float = 1.0,
+               eval_timeout: float = 3600.0,
                preprocess_fn: Optional[Callable] = None,
                eval_preprocess_fn: Optional[Callable] = None,
                quiet: bool = False):
@@ -817,14 +1009,19 @@ def train_eval(output_dir: Optional[str],
 
   Args:
     output_dir: where checkpoints, summaries and reports go.
-    mode: 'train', 'eval_once' or 'train_and_eval'.
+    mode: 'train', 'train_and_eval', 'eval_once' or 'eval' (evaluates
+      each new checkpoint in output_dir until the last training step, or
+      until `eval_timeout` seconds pass without a new one).
     strategy_name: see `strategies.get_strategy`.
     eval_once_ckpt: checkpoint for eval_once (default: latest in output_dir).
     data_dir: tfds data_dir.
+    manual_dir: tfds manual_dir (ImageNet archives).
     tpu: TPU address for strategy 'tpu'.
     model_fn: fn(input_shape=, num_classes=) -> tf_keras model (gin).
     dataset: tfds dataset name.
-    train_steps: number of optimizer steps.
+    input_shape: the model's (height, width, channels) where the dataset's
+      images vary in size and the pipeline resizes them (ImageNet).
+    train_steps: number of optimizer steps at training_steps_multiplier 1.
     batch_size: global training batch size.
     eval_batch_size: global evaluation batch size.
     method: sparse training method (`updaters.methods()`).
@@ -842,6 +1039,11 @@ def train_eval(output_dir: Optional[str],
     eval_every: steps between evaluations (0: only at the end).
     keep_checkpoints: checkpoints kept.
     jit_compile: XLA-compile the replica step ('default'/'tpu' strategies).
+    mixed_precision: None (float32), 'bfloat16' (TPU) or 'float16' (GPU,
+      with dynamic loss scaling). Variables and masks stay float32.
+    training_steps_multiplier: scales train_steps, the learning-rate
+      schedule and the mask-update range together (RigL's 1x/2x/5x runs).
+    eval_timeout: mode 'eval': seconds to wait for a new checkpoint.
     preprocess_fn: training (image, label) map; default scales to [0, 1].
     eval_preprocess_fn: evaluation map; default `preprocess_fn`'s default.
     quiet: print only the final report.
@@ -854,16 +1056,9 @@ def train_eval(output_dir: Optional[str],
   """
   # At this point locals() holds exactly the arguments.
   config = RunConfig(**locals())
-  _check_config(
-      mode, method, sparsity, distribution, train_steps, batch_size,
-      output_dir if mode != 'eval_once' or not eval_once_ckpt
-      else eval_once_ckpt, strategy_name,
-      dict(log_every=log_every, checkpoint_every=checkpoint_every,
-           eval_every=eval_every, keep_checkpoints=keep_checkpoints),
-      jit_compile)
-  if model_fn is None:
-    raise UserError('no model: bind train_eval.model_fn (e.g. '
-                    '"train_eval.model_fn = @lenet_300_100") in a gin config.')
+  _check_config(config)
+  config = dataclasses.replace(config, train_steps=max(
+      1, round(train_steps * training_steps_multiplier)))
   # A method with its own run (Gem-Miner: its search, then fine-tuning).
   runner = getattr(updaters.get_updater_class(method), 'runner', None)
   if runner is not None:
@@ -876,6 +1071,8 @@ def train_eval(output_dir: Optional[str],
   run = _set_up(config)
   if mode == 'eval_once':
     return _eval_once(run, ckpt_path)
+  if mode == 'eval':
+    return _continuous_eval(run)
   return _train(run)
 
 
@@ -908,9 +1105,15 @@ def _strategy_and_info(config):
         f'train_eval.batch_size={config.batch_size} is the global batch and '
         f'must be divisible by the {strategy.num_replicas_in_sync} replicas.')
   try:
-    info = data.get_info(config.dataset, config.data_dir)
+    info = data.get_info(config.dataset, config.data_dir, config.manual_dir)
   except data.DatasetUnavailableError as e:
     raise UserError(str(e)) from e
+  if config.input_shape:
+    info = dataclasses.replace(info, input_shape=tuple(config.input_shape))
+  if None in info.input_shape:
+    raise UserError(
+        f'{config.dataset} images vary in size: bind train_eval.input_shape '
+        '(e.g. (224, 224, 3)) to the size its preprocess_fn produces.')
   return strategy, info
 
 
@@ -918,18 +1121,16 @@ def _set_up(config):
   """Builds everything a run needs; nothing is written yet."""
   strategy, info = _strategy_and_info(config)
   model, optimizer, updater, lr_schedule, planned = _build(
-      strategy, info, config.model_fn, config.method, config.sparsity,
-      config.distribution, config.erk_power_scale, config.dense_layers,
-      config.first_layer_dense, config.custom_sparsity_map, config.mask_init,
-      config.seed, config.train_steps)
+      strategy, info, config)
   eval_ds = data.get_dataset(
       config.dataset, 'eval', config.eval_batch_size, training=False,
-      data_dir=config.data_dir, preprocess_fn=config.eval_preprocess_fn)
+      data_dir=config.data_dir, preprocess_fn=config.eval_preprocess_fn,
+      manual_dir=config.manual_dir)
   return _Run(
       config=config, strategy=strategy, info=info, model=model,
       optimizer=optimizer, updater=updater, lr_schedule=lr_schedule,
       planned_sparsities=planned,
-      evaluate=_make_evaluate(strategy, model, eval_ds),
+      evaluate=_make_evaluate(strategy, model, eval_ds, info.num_classes),
       say=(lambda *a: None) if config.quiet else _print)
 
 
@@ -941,21 +1142,68 @@ def _eval_once(run, ckpt_path):
   """Restores `ckpt_path`, evaluates it, checks the invariant, reports."""
   model = run.model
   _restore(tf.train.Checkpoint(model=model), ckpt_path).expect_partial()
-  accuracy, count = run.evaluate()
+  result = run.evaluate()
   flops_numbers, _ = flops_report(model, run.updater, run.config.train_steps)
-  report = {'checkpoint': ckpt_path, 'accuracy': accuracy,
-            'eval_examples': count,
+  report = {'checkpoint': ckpt_path, **result,
             'masks': sparsity_report(model, run.planned_sparsities),
             **flops_numbers}
   bad = masked_layers.check_invariant(model)
-  _print(f'eval_once {ckpt_path}: test accuracy {accuracy:.4%} '
-         f'({count} examples)')
+  _print(f'eval_once {ckpt_path}: {format_eval(result)}')
   _print(format_sparsity_report(report['masks']))
   _print(format_flops_report(flops_numbers))
   if bad:
     raise UserError(f'checkpoint violates the mask invariant (non-zero '
                     f'masked weights) in layers {bad}.')
   _print('invariant: every masked weight is exactly zero.')
+  return report
+
+
+def _checkpoint_step(path):
+  """The step of a CheckpointManager prefix .../ckpt-<step>."""
+  return int(path.rsplit('-', 1)[1])
+
+
+def _continuous_eval(run):
+  """Evaluates every new checkpoint in output_dir as training writes them.
+
+  Ends after evaluating the checkpoint of the last training step, or when
+  no new checkpoint appears for `eval_timeout` seconds. Accuracies go to
+  TensorBoard (output_dir/eval) at each checkpoint's step; the last
+  evaluation is written to output_dir/eval_report.json.
+
+  Returns:
+    The report of the last evaluated checkpoint ({} if there was none).
+  """
+  config = run.config
+  writer = tf.summary.create_file_writer(
+      os.path.join(config.output_dir, 'eval'))
+  checkpoint = tf.train.Checkpoint(model=run.model)
+  report = {}
+  for path in tf.train.checkpoints_iterator(
+      config.output_dir, min_interval_secs=1, timeout=config.eval_timeout):
+    try:
+      _restore(checkpoint, path).expect_partial()
+    except (tf.errors.NotFoundError, UserError) as e:
+      # Training's CheckpointManager may have deleted it meanwhile.
+      logging.warning('Skipping checkpoint %s: %s', path, e)
+      continue
+    step = _checkpoint_step(path)
+    result = run.evaluate()
+    bad = masked_layers.check_invariant(run.model)
+    if bad:
+      raise UserError(f'checkpoint {path} violates the mask invariant in '
+                      f'layers {bad}.')
+    _print(f'step {step}: {format_eval(result)}')
+    _write_eval_summaries(writer, step, result)
+    writer.flush()
+    report = {'checkpoint': path, 'step': step, **result,
+              'masks': sparsity_report(run.model, run.planned_sparsities)}
+    _write_json(os.path.join(config.output_dir, 'eval_report.json'), report)
+    if step >= config.train_steps:
+      break
+  else:
+    _print(f'No new checkpoint in {config.output_dir} for '
+           f'{config.eval_timeout:g} s: evaluation stops.')
   return report
 
 
@@ -1023,7 +1271,7 @@ def _make_train_iterator(run, data_seed):
   train_ds = data.get_dataset(
       config.dataset, 'train', config.batch_size, training=True,
       data_dir=config.data_dir, preprocess_fn=config.preprocess_fn,
-      seed=data_seed)
+      seed=data_seed, manual_dir=config.manual_dir)
   if _uses_distributed_dataset(run.strategy):
     return iter(run.strategy.experimental_distribute_dataset(train_ds))
   return iter(train_ds)
@@ -1145,10 +1393,9 @@ def _train_to_end(run, output, checkpointer, train_loop, train_iterator,
       _save_checkpoint(run, checkpointer, step)
     if (config.mode == 'train_and_eval' and config.eval_every
         and step % config.eval_every == 0):
-      accuracy, _ = run.evaluate()
-      run.say(f'step {step}: test accuracy {accuracy:.4%}')
-      with output.eval_writer.as_default(step=step):
-        tf.summary.scalar('accuracy', accuracy)
+      result = run.evaluate()
+      run.say(f'step {step}: {format_eval(result)}')
+      _write_eval_summaries(output.eval_writer, step, result)
   return step, last_loss
 
 
@@ -1201,6 +1448,13 @@ def write_train_summaries(run, scalars):
         1 - sparsity_report(run.model)['overall']['sparsity'])
 
 
+def _write_eval_summaries(writer, step, result):
+  with writer.as_default(step=step):
+    for name, value in result.items():
+      if name != 'eval_examples':
+        tf.summary.scalar(name, value)
+
+
 def _save_checkpoint(run, checkpointer, step):
   """Checks the mask invariant, then saves checkpoint `step`."""
   bad = (masked_layers.check_invariant(run.model) if run.updater.sparse
@@ -1224,13 +1478,16 @@ def _final_report(run, output, step, last_loss):
     # In-Time Over-Parameterization: the fraction of the masked weights that
     # were active at some point (equals the density for fixed masks).
     report['itop_rate'] = float(updater.itop_rate())
+    differ = _masks_differing_across_replicas(run)
+    if differ:  # A library bug: replicas must take identical decisions.
+      raise UserError(f'masks differ across replicas in {differ}; please '
+                      'report this.')
+    report['masks_identical_on_replicas'] = True
   if config.mode == 'train_and_eval':
-    accuracy, count = run.evaluate()
-    report.update(accuracy=accuracy, eval_examples=count)
-    with output.eval_writer.as_default(step=step):
-      tf.summary.scalar('accuracy', accuracy)
-    _print(f'Final test accuracy: {accuracy:.4%} ({count} examples) at step '
-           f'{step}')
+    result = run.evaluate()
+    report.update(result)
+    _write_eval_summaries(output.eval_writer, step, result)
+    _print(f'Final {format_eval(result)} at step {step}')
   _print(format_sparsity_report(report['masks']))
   if 'itop_rate' in report:
     _print(f'ITOP rate: {report["itop_rate"]:.2%} of the masked weights were '
@@ -1241,6 +1498,17 @@ def _final_report(run, output, step, last_loss):
     with output.writer.as_default(step=step):
       tf.summary.text('flops_and_density_per_layer', flops_table)
   return report
+
+
+def _masks_differing_across_replicas(run):
+  """Names of the masks whose local replica copies are not all equal."""
+  differ = []
+  for mw in masked_layers.get_masked_weights(run.model):
+    copies = [v.numpy() for v in
+              run.strategy.experimental_local_results(mw.mask)]
+    if any(not (copy == copies[0]).all() for copy in copies[1:]):
+      differ.append(mw.name)
+  return differ
 
 
 def _finish_output(run, output, report):
@@ -1280,6 +1548,7 @@ def run(argv):
         strategy_name=flag_values.strategy,
         eval_once_ckpt=flag_values.eval_once_ckpt,
         data_dir=flag_values.data_dir,
+        manual_dir=flag_values.manual_dir,
         tpu=flag_values.tpu)
   except UserError as e:
     # gin appends "In call to configurable ..." lines; keep the message only.
