@@ -515,11 +515,14 @@ def _build(strategy, info, model_fn, method, sparsity, distribution,
       if not model.built:
         model.build((None,) + tuple(info.input_shape))
       try:
-        planned = masks.get_layer_sparsities(
+        plan = masks.sparsity_plan(
             model, sparsity, distribution, erk_power_scale=erk_power_scale,
             dense_layers=dense_layers, first_layer_dense=first_layer_dense,
             custom_sparsity_map=custom_sparsity_map)
-        masks.init_masks(model, planned, seed=seed, method=mask_init)
+        planned = dict(plan.final)
+        # The method draws its initial masks (dense for GMP and SNIP).
+        updater.init_masks(model, plan, seed=seed, method=mask_init,
+                           train_steps=train_steps)
       except ValueError as e:
         raise UserError(str(e)) from e
     inner, lr_schedule = make_optimizer(train_steps)
@@ -648,7 +651,7 @@ def flops_report(model, updater, train_steps):
   """
   try:
     costs = flops.layer_costs(model)
-    options = updater.training_cost_options(train_steps)
+    options = updater.training_cost_options(train_steps, costs)
     report = flops.report_dict(costs, method=updater.method_name,
                                include_layers=True, **options)
   except ValueError as e:
