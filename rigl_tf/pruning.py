@@ -41,6 +41,13 @@ XLA-compilable. The trainer gives every method the same `SparsityPlan`:
 import gin
 import numpy as np
 import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+# TFMOT's magnitude-pruning engine: what prune_low_magnitude's
+# PruneLowMagnitude wrapper builds and runs.
+from tensorflow_model_optimization.python.core.sparsity.keras import (
+  pruning_impl,
+)
 
 from rigl_tf import masks as masks_lib
 from rigl_tf import schedules
@@ -79,7 +86,7 @@ class _GradualPruning(updaters.DropGrowUpdater):
                drop_fraction=0.0,
                grow_init='zeros',
                redistribution='none',
-               seed=0,
+               seed=None,
                name=None):
     super().__init__(
         drop_fraction=drop_fraction, drop_fraction_anneal='constant',
@@ -164,6 +171,10 @@ class _GradualPruning(updaters.DropGrowUpdater):
     self._in_pool = np.array(in_pool, bool)
     self._initial_counts = np.array(initial, np.int64)
     self._layer_sizes = np.array(sizes, np.float64)
+    self._final_sparsities = [
+        None if mw.name in plan.fixed else plan.final[mw.name]
+        for mw in weights
+    ]
 
   def planned_counts(self, step):
     """Planned ones per layer after the update at `step` (Python ints).
@@ -262,6 +273,10 @@ class _GradualPruning(updaters.DropGrowUpdater):
     fraction = self._regenerate(strategy, masked_weights, dense_grads, step,
                                 optimizer, target)
     self._current_drop_fraction.assign(fraction, read_value=False)
+    self._record_counts(masked_weights, step)
+
+  def _record_counts(self, masked_weights, step):
+    """Density summary and count history after an update (cross-replica)."""
     total = tf.cast(sum(mw.size for mw in masked_weights), tf.float32)
     counts = tf.stack([_ones(mw.mask) for mw in masked_weights])
     self._target_density.assign(
@@ -308,6 +323,37 @@ class _GradualPruning(updaters.DropGrowUpdater):
       rows.append(row)
     return np.array(rows)
 
+  @classmethod
+  def training_flops_per_step(cls, costs):
+    """Mean of 3 f(d_t) over the steps (+ f_D - f(d_t) on regrowth steps).
+
+    A run passes the FLOPs of the densities its masks had at every step
+    (`training_cost_options`); before training (the flops CLI), the planned
+    cubic schedule from dense to `final_density` with the default steps.
+    """
+    from rigl_tf import flops  # pylint: disable=g-import-not-at-top
+    step_flops = costs.options.get('density_schedule_flops')
+    regrowth = costs.options.get('regrowth_steps')
+    if step_flops is None:
+      final = costs.options.get('final_density')
+      if None in (costs.num_steps, costs.flops_at_density, final):
+        raise ValueError(f'Training FLOPs of {cls.method_name!r} need the '
+                         'per-step densities of a run, or num_steps, '
+                         'flops_at_density and final_density.')
+      frequency = costs.update_frequency or 100
+      end = max(int(FINAL_PRUNE_FRACTION * costs.num_steps) // frequency
+                * frequency, frequency)
+      step_flops = flops.gradual_schedule_flops(
+          costs.flops_at_density, costs.num_steps, initial_density=1.0,
+          final_density=final, begin_step=0, end_step=end,
+          update_frequency=frequency)
+      if cls.regrows:
+        regrowth = np.arange(0, costs.num_steps, frequency)
+    return flops.gradual_training_flops_per_step(
+        step_flops, costs.f_dense, regrowth_steps=regrowth)
+
+  regrows = False
+
   def training_cost_options(self, train_steps, costs=None):
     """Per-step FLOPs of the actual density schedule (see `flops`)."""
     if costs is None or not self._masked_weights:
@@ -348,7 +394,7 @@ class GMP(_GradualPruning):
   """
 
   def __init__(self, update_frequency=100, begin_step=0,
-               final_prune_step=None, scope='global', seed=0, name=None):
+               final_prune_step=None, scope='global', seed=None, name=None):
     """Configures GMP (gin binds these on `GMP`).
 
     Args:
@@ -358,7 +404,7 @@ class GMP(_GradualPruning):
         110/160 of `train_steps` (GraNet's CIFAR schedule), a multiple of ΔT.
       scope: 'global' (one magnitude ranking over the pooled layers) or
         'layerwise' (each layer to its share of the distribution).
-      seed: seed of the stateless RNG that orders exact ties.
+      seed: seed of the stateless RNG (ties); None: the run's seed.
       name: module name.
     """
     super().__init__(update_frequency=update_frequency,
@@ -400,7 +446,7 @@ class GraNet(_GradualPruning):
                init_density=1.0,
                initial_mask='erk',
                grow_init='zeros',
-               seed=0,
+               seed=None,
                name=None):
     """Configures GraNet (gin binds these on `GraNet`).
 
@@ -425,7 +471,7 @@ class GraNet(_GradualPruning):
         'prune_uniform' / 'prune_global' (the initial weights pruned by
         magnitude per layer / globally), or 'dense' (only with density 1).
       grow_init: value of regrown weights ('zeros', as GraNet).
-      seed: seed of the stateless RNG.
+      seed: seed of the stateless RNG; None: the run's seed.
       name: module name.
 
     Raises:
@@ -454,6 +500,8 @@ class GraNet(_GradualPruning):
     self.min_prune_rate = float(min_prune_rate)
     self.init_density = float(init_density)
     self.initial_mask = initial_mask
+
+  regrows = True
 
   def _default_end_step(self):
     return -1
@@ -534,6 +582,80 @@ class GraNet(_GradualPruning):
     return {'regrowth_steps': steps.astype(np.int64)}
 
 
+@updaters.register('tfmot_gmp')
+@gin.configurable
+class TFMOTGMP(_GradualPruning):
+  """GMP by TensorFlow Model Optimization: the independent reference.
+
+  The masks are chosen by TFMOT's own pruning engine (`pruning_impl.
+  Pruning`, the object `prune_low_magnitude`'s `PruneLowMagnitude` wrapper
+  builds and calls) with `tfmot.sparsity.keras.PolynomialDecay(power=3)`
+  from 0 to each layer's final sparsity of the distribution, on this
+  library's mask variables, so that the trainer, checkpoints and reports
+  are those of every other method. TFMOT is layer-wise, keeps round(n (1 -
+  s)) weights (this library: n - floor(s n)) and updates its masks before
+  the forward pass of a step (here: after the weight update, as every
+  updater does). Layers fixed by the user are left alone.
+  """
+
+  def __init__(self, update_frequency=100, begin_step=0,
+               final_prune_step=None, seed=None, name=None):
+    """Configures TFMOT's GMP (gin binds these on `TFMOTGMP`).
+
+    Args:
+      update_frequency: `PolynomialDecay.frequency`.
+      begin_step: `PolynomialDecay.begin_step`.
+      final_prune_step: `PolynomialDecay.end_step`; None: 110/160 of
+        `train_steps`, as `gmp`.
+      seed: unused (TFMOT's selection is deterministic).
+      name: module name.
+    """
+    super().__init__(update_frequency=update_frequency,
+                     begin_step=begin_step,
+                     final_prune_step=final_prune_step, scope='layerwise',
+                     seed=seed, name=name)
+    self._pruning = []
+    self._thresholds = []
+    self._step = None
+
+  def build(self, masked_weights):
+    super().build(masked_weights)
+    for mw, sparsity in zip(self._masked_weights, self._final_sparsities):
+      if sparsity is None:
+        self._pruning.append(None)
+        continue
+      threshold = updaters.state_variable(
+          tf.zeros([], mw.weight.dtype), name=f'threshold_{mw.index}')
+      self._thresholds.append(threshold)
+      schedule = tfmot.sparsity.keras.PolynomialDecay(
+          initial_sparsity=0.0, final_sparsity=sparsity,
+          begin_step=self.begin_step, end_step=self.final_prune_step,
+          power=3, frequency=self.update_frequency)
+      self._pruning.append(pruning_impl.Pruning(
+          training_step_fn=lambda: self._step,
+          pruning_vars=[(mw.weight, mw.mask, threshold)],
+          pruning_schedule=schedule, block_size=(1, 1),
+          block_pooling_type='AVG'))
+
+  def update_masks(self, strategy, masked_weights, dense_grads, step,
+                   optimizer):
+    del dense_grads, optimizer
+    self._step = tf.cast(step, tf.int64)
+    for mw, pruning in zip(masked_weights, self._pruning):
+      if pruning is None:
+        continue
+      # In cross-replica context TFMOT assigns the mirrored mask directly.
+      pruning.conditional_mask_update()
+      strategy.extended.update(mw.weight, _multiply_by_mask,
+                               args=(mw.mask,), group=False)
+    self.record_ever_active(strategy)
+    self._record_counts(masked_weights, step)
+
+
+def _multiply_by_mask(weight, mask):
+  return weight.assign(weight * tf.cast(mask, weight.dtype), read_value=False)
+
+
 @updaters.register('snip')
 @gin.configurable
 class SNIP(updaters.MaskUpdater):
@@ -549,13 +671,13 @@ class SNIP(updaters.MaskUpdater):
 
   skip_weight_update_on_mask_update = True
 
-  def __init__(self, scope='layerwise', num_batches=1, seed=0, name=None):
+  def __init__(self, scope='layerwise', num_batches=1, seed=None, name=None):
     """Configures SNIP (gin binds these on `SNIP`).
 
     Args:
       scope: 'layerwise' or 'global'.
       num_batches: batches whose gradients are summed into the score.
-      seed: seed of the stateless RNG that orders exact ties.
+      seed: seed of the stateless RNG (ties); None: the run's seed.
       name: module name.
 
     Raises:
