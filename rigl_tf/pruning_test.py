@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from rigl_tf import flops
 from rigl_tf import layers
 from rigl_tf import masks
 from rigl_tf import optimizers
@@ -71,6 +72,7 @@ def _run(strategy, updater, num_steps, sparsity=0.9, jit_compile=False,
   test_util.train(strategy, model, optimizer,
                   test_util.random_data(num_steps, seed=1),
                   jit_compile=jit_compile, after_step=after_step)
+  _run.last_model = model
   return initial, records, weights, plan
 
 
@@ -140,6 +142,22 @@ class GMPTest(tf.test.TestCase, parameterized.TestCase):
       if t >= 1:  # Pruned weights never come back.
         for old, new in zip(records[t - 1]['masks'], record['masks']):
           self.assertTrue(np.all(new <= old))
+    # Training FLOPs follow the densities of every step: step t trains with
+    # the masks of the last update before t (t = 0: dense).
+    costs = flops.layer_costs(_run.last_model)
+    expected = []
+    for t in range(14):
+      k = min((t - 1) // 2, 4) if t > 0 else None
+      densities = {
+          mw.name: 1.0 if k is None else _cubic_ones(
+              mw.size, mw.size, masks.distributions.num_ones(
+                  plan.final[mw.name], mw.size), k, 4) / mw.size
+          for mw in weights}
+      expected.append(flops.summarize(
+          flops.with_densities(costs, densities)).flops)
+    options = updater.training_cost_options(14, costs)
+    np.testing.assert_allclose(options['density_schedule_flops'], expected,
+                               rtol=1e-12)
 
   def test_global_keeps_the_largest_magnitudes_across_layers(self):
     # lr = 0: the weights stay the hand-made ones; one pruning step (t = 1)
