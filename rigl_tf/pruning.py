@@ -99,6 +99,7 @@ class _GradualPruning(updaters.DropGrowUpdater):
                        f'begin_step ({begin_step}).')
     self.scope = scope
     self.final_prune_step = final_prune_step
+    self._requested_final_prune_step = final_prune_step
     self._requested_end_step = end_step
     self.train_steps = None
     self._table = None  # [K + 1, L] planned ones per layer (layer-wise).
@@ -111,6 +112,7 @@ class _GradualPruning(updaters.DropGrowUpdater):
   def _resolve_steps(self, train_steps):
     """Defaults given as fractions of the run, aligned to ΔT."""
     self.train_steps = train_steps
+    self.final_prune_step = self._requested_final_prune_step
     if self.final_prune_step is None:
       if not train_steps:
         raise ValueError(
