@@ -383,8 +383,8 @@ class DistributedTest(tf.test.TestCase, parameterized.TestCase):
         np.testing.assert_array_equal(mask_a, mask_b, err_msg=str(t))
         np.testing.assert_array_equal(replicas[0], replicas[1])
 
+  # GMP's update is GraNet's without the regeneration pass.
   @parameterized.named_parameters(
-      ('gmp', lambda: pruning.GMP(update_frequency=2, final_prune_step=4)),
       ('granet', lambda: pruning.GraNet(update_frequency=2,
                                         final_prune_step=4)),
       ('snip', lambda: pruning.SNIP(scope='global')))
