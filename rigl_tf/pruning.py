@@ -300,6 +300,7 @@ class _GradualPruning(updaters.DropGrowUpdater):
   def summaries(self):
     """Base summaries, the density after the last update, r_t (GraNet)."""
     result = super().summaries()
+    result.pop('drop_fraction', None)
     if self._masked_weights:
       result['density/after_last_update'] = tf.identity(self._target_density)
     return result
@@ -570,8 +571,8 @@ class GraNet(_GradualPruning):
   def summaries(self):
     """Adds r_t of the last update as `regrowth_fraction`."""
     result = super().summaries()
-    if 'drop_fraction' in result:
-      result['regrowth_fraction'] = result.pop('drop_fraction')
+    if self._masked_weights:
+      result['regrowth_fraction'] = tf.identity(self._current_drop_fraction)
     return result
 
   def _regrowth_cost_options(self, train_steps):

@@ -286,6 +286,16 @@ class GraNetTest(tf.test.TestCase, parameterized.TestCase):
         self.assertGreater(int(updater.connections_changed), 0)
     self.assertEqual(sum(int(m.sum()) for m in records[-1]['masks']),
                      sum(finals))
+    # Summaries: r_t of the last update (step 14 of 16), the density after
+    # it, the connections it changed.
+    summaries = updater.summaries()
+    self.assertAllClose(
+        float(summaries['regrowth_fraction']),
+        0.005 + 0.495 * 0.5 * (1 + math.cos(math.pi * 14 / 16)))
+    self.assertAllClose(float(summaries['density/after_last_update']),
+                        sum(finals) / total)
+    self.assertGreater(int(summaries['connections_changed']), 0)
+    self.assertNotIn('drop_fraction', summaries)
 
   def test_sparse_to_sparse_starts_from_erk_at_init_density(self):
     updater = pruning.GraNet(update_frequency=2, final_prune_step=6,
