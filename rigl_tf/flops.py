@@ -1232,6 +1232,8 @@ def _training_options(costs, fv) -> dict[str, Any]:
       'update_frequency': fv.update_frequency,
       'num_steps': fv.num_steps,
       'flops_at_density': flops_at_density,
+      # Where gradual methods (gmp, granet) end their density schedule.
+      'final_density': 1.0 - fv.sparsity,
   }
   # Inputs only one method's rule names (TrainingCostInputs.options).
   for name in ('search_steps', 'finetune_steps'):

@@ -632,9 +632,10 @@ class GemMiner(updaters.MaskUpdater):
         costs.f_dense, costs.f_sparse, costs.options['search_steps'],
         costs.options['finetune_steps'])
 
-  def training_cost_options(self, train_steps):
+  def training_cost_options(self, train_steps, costs=None):
     """The search's and fine-tuning's lengths, for the cost rule."""
-    del train_steps  # The lengths are the search's and fine-tuning's.
+    # The lengths are the search's and fine-tuning's.
+    del train_steps, costs
     steps = self.steps_per_epoch or 1
     return {'search_steps': self.search_epochs * steps,
             'finetune_steps': self.finetune_epochs * steps}

@@ -18,6 +18,9 @@ Randomness is stateless and keyed by (seed, layer index), so a seed gives the
 same masks on any machine and on every replica.
 """
 
+import dataclasses
+from typing import Callable, Mapping, Optional
+
 import gin
 import tensorflow as tf
 import tf_keras as keras
@@ -131,6 +134,75 @@ def get_layer_sparsities(model_or_weights, sparsity, distribution='erk',
   weights = masked_layers.get_masked_weights(model_or_weights)
   shapes = {mw.name: tuple(mw.weight.shape) for mw in weights}
   return distributions.get_sparsities(shapes, sparsity, distribution, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparsityPlan:
+  """What the configuration says about every masked weight's sparsity.
+
+  The trainer makes one from `train_eval`'s sparsity, distribution,
+  `dense_layers`, `first_layer_dense` and `custom_sparsity_map`, and gives it
+  to the updater, which draws the initial masks (`MaskUpdater.init_masks`):
+  static and dynamic methods start at `final`, gradual methods (GMP,
+  GraNet) prune towards it, SNIP keeps `final`'s budget.
+
+  Attributes:
+    final: masked-weight name -> sparsity at the end of training.
+    fixed: names whose sparsity the user fixed (dense layers, custom map):
+      outside the budget, hence outside global pruning.
+    at: fn(sparsity, distribution=None) -> dict name -> sparsity: the same
+      configuration at another overall sparsity (or distribution).
+  """
+  final: Mapping[str, float]
+  fixed: frozenset = frozenset()
+  at: Optional[Callable[..., dict]] = None
+
+
+def sparsity_plan(model_or_weights, sparsity, distribution='erk',
+                  erk_power_scale=1.0, dense_layers=(),
+                  first_layer_dense=False, custom_sparsity_map=None):
+  """The `SparsityPlan` of a masked model (arguments as `get_sparsities`).
+
+  Raises:
+    ValueError: as `distributions.get_sparsities`.
+  """
+  weights = masked_layers.get_masked_weights(model_or_weights)
+
+  def at(overall, method=None):
+    return get_layer_sparsities(
+        weights, overall, method or distribution,
+        erk_power_scale=erk_power_scale, dense_layers=dense_layers,
+        first_layer_dense=first_layer_dense,
+        custom_sparsity_map=custom_sparsity_map)
+
+  fixed = set(dense_layers) | set(custom_sparsity_map or {})
+  if first_layer_dense and weights:
+    fixed.add(weights[0].name)
+  return SparsityPlan(final=at(sparsity), fixed=frozenset(fixed), at=at)
+
+
+def global_top_n_counts(scores, n_ones, key):
+  """How many of the `n_ones` largest scores over all tensors each one holds.
+
+  Global selection (GMP/GraNet's global magnitude pruning, global SNIP):
+  the tensors are ranked together, exact ties broken at random by `key`;
+  a layer then keeps its own top count, which selects the same scores.
+
+  Args:
+    scores: list of float tensors (any shapes).
+    n_ones: scalar int, 0 <= n_ones <= total size.
+    key: int64 [2] stateless RNG key.
+
+  Returns:
+    int32 [len(scores)] counts summing to `n_ones`.
+  """
+  flat = [tf.reshape(tf.cast(s, tf.float32), [-1]) for s in scores]
+  chosen = top_n_mask_random_ties(tf.concat(flat, 0), n_ones, key)
+  sizes = [int(f.shape.num_elements()) for f in flat]
+  return tf.stack([
+      tf.cast(tf.reduce_sum(part), tf.int32)
+      for part in tf.split(chosen, sizes)
+  ])
 
 
 def _unit_axes(mw):

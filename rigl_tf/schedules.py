@@ -203,3 +203,114 @@ _ANNEAL_FNS = {
     'constant': constant_drop_fraction,
     'cosine': cosine_drop_fraction,
 }
+
+
+# ---------------------------------------------------------------------------
+# Gradual pruning (GMP, GraNet).
+
+
+def cubic_sparsity(step, initial_sparsity, final_sparsity, begin_step,
+                   end_step, update_frequency):
+  """Sparsity of Zhu & Gupta's cubic schedule at `step` (Python numbers).
+
+  s_t = s_f + (s_i - s_f) (1 - (t_k - t_0) / (t_end - t_0))^3, where t_k is
+  the last pruning step t_0 + k ΔT <= t (the schedule changes only when the
+  masks do), s_i before t_0 and s_f from t_end on. In densities d = 1 - s
+  this is d_t = d_f + (d_i - d_f) (1 - progress)^3.
+
+  Args:
+    step: the global step t.
+    initial_sparsity: s_i (0 for dense-to-sparse).
+    final_sparsity: s_f.
+    begin_step: t_0, the first pruning step.
+    end_step: t_end > t_0, the step that reaches s_f.
+    update_frequency: ΔT >= 1.
+
+  Returns:
+    s_t, a Python float.
+  """
+  check_gradual_steps(begin_step, end_step, update_frequency)
+  if step < begin_step:
+    return float(initial_sparsity)
+  last = begin_step + (step - begin_step) // update_frequency * (
+      update_frequency)
+  progress = min((last - begin_step) / (end_step - begin_step), 1.0)
+  return final_sparsity + (initial_sparsity - final_sparsity) * (
+      1.0 - progress)**3
+
+
+def check_gradual_steps(begin_step, end_step, update_frequency):
+  """Raises ValueError unless 0 <= begin_step < end_step, ΔT >= 1."""
+  if update_frequency < 1:
+    raise ValueError(
+        f'update_frequency must be >= 1, got {update_frequency}.')
+  if not 0 <= begin_step < end_step:
+    raise ValueError(
+        'The gradual pruning steps need 0 <= begin_step < final_prune_step, '
+        f'got {begin_step} and {end_step}.')
+
+
+def num_pruning_updates(begin_step, end_step, update_frequency):
+  """K: pruning happens at t_0 + k ΔT, k = 0..K; t_0 + K ΔT >= t_end."""
+  check_gradual_steps(begin_step, end_step, update_frequency)
+  return -(-(end_step - begin_step) // update_frequency)
+
+
+def cubic_counts(size, initial_ones, final_ones, begin_step, end_step,
+                 update_frequency):
+  """Active counts of a layer (or pool of layers) at every pruning update.
+
+  Entry k is the number of ones after the update at t_0 + k ΔT:
+  size - floor(s_k · size), with s_k the cubic sparsity between
+  s_i = 1 - initial_ones / size and s_f = 1 - final_ones / size, never above
+  the previous count; the last entry (reached at t_end) is `final_ones`
+  exactly, so a run ends with the floor counts of its final sparsity.
+
+  Args:
+    size: number of weights n.
+    initial_ones: active weights before pruning.
+    final_ones: active weights from t_end on (<= initial_ones).
+    begin_step: t_0.
+    end_step: t_end.
+    update_frequency: ΔT.
+
+  Returns:
+    list of K + 1 ints (see `num_pruning_updates`).
+  """
+  num = num_pruning_updates(begin_step, end_step, update_frequency)
+  s_i = 1.0 - initial_ones / size
+  s_f = 1.0 - final_ones / size
+  counts = []
+  for k in range(num + 1):
+    sparsity = cubic_sparsity(begin_step + k * update_frequency, s_i, s_f,
+                              begin_step, end_step, update_frequency)
+    ones = size - int(math.floor(round(sparsity * size, 6)))
+    counts.append(max(min(ones, initial_ones), final_ones))
+  counts[-1] = final_ones
+  return counts
+
+
+def regrowth_fraction_at(step, prune_rate, train_steps, minimum=0.005):
+  """GraNet's neuroregeneration fraction r_t: cosine from `prune_rate`.
+
+  r_t = r_min + (r_0 - r_min) (1 + cos(π min(t, T) / T)) / 2, over the
+  whole training T = `train_steps` (GraNet's `CosineDecay(prune_rate,
+  steps_per_epoch * epochs)`, eta_min 0.005).
+
+  Args:
+    step: the global step t (Python number or tensor).
+    prune_rate: r_0.
+    train_steps: T (> 0).
+    minimum: r_min.
+
+  Returns:
+    r_t, a Python float or a float32 scalar tensor.
+  """
+  if not _any_tensor(step):
+    progress = min(max(step, 0), train_steps) / train_steps
+    return minimum + (prune_rate - minimum) * 0.5 * (
+        1.0 + math.cos(math.pi * progress))
+  progress = tf.clip_by_value(
+      tf.cast(step, tf.float32), 0.0, float(train_steps)) / float(train_steps)
+  return minimum + (prune_rate - minimum) * 0.5 * (
+      1.0 + tf.cos(math.pi * progress))

@@ -641,14 +641,17 @@ def _build(strategy, info, config):
     planned = {}
     if updater.sparse:
       try:
-        planned = masks.get_layer_sparsities(
+        plan = masks.sparsity_plan(
             model, config.sparsity, config.distribution,
             erk_power_scale=config.erk_power_scale,
             dense_layers=config.dense_layers,
             first_layer_dense=config.first_layer_dense,
             custom_sparsity_map=config.custom_sparsity_map)
-        masks.init_masks(model, planned, seed=config.seed,
-                         method=config.mask_init)
+        planned = dict(plan.final)
+        # The method draws its initial masks (dense for GMP and SNIP).
+        updater.init_masks(model, plan, seed=config.seed,
+                           method=config.mask_init,
+                           train_steps=config.train_steps)
       except ValueError as e:
         raise UserError(str(e)) from e
     inner, lr_schedule = make_optimizer(
@@ -829,7 +832,7 @@ def flops_report(model, updater, train_steps):
   """
   try:
     costs = flops.layer_costs(model)
-    options = updater.training_cost_options(train_steps)
+    options = updater.training_cost_options(train_steps, costs)
     report = flops.report_dict(costs, method=updater.method_name,
                                include_layers=True, **options)
   except ValueError as e:

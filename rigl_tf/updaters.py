@@ -181,6 +181,25 @@ class MaskUpdater(tf.Module):
           state_variable(lambda m=mw.mask: tf.cast(m, tf.float32),
                          name=f'ever_active_{mw.index}'))
 
+  def init_masks(self, model, plan, seed=0, method='random',
+                 train_steps=None):
+    """Draws the initial masks; the trainer calls it before training.
+
+    Static and dynamic methods start from the plan's final sparsities;
+    gradual methods (GMP, GraNet) and SNIP override it (dense or
+    `init_density` masks) and keep the plan for their schedule.
+
+    Args:
+      model: the sparsified model (or list of `MaskedWeight`).
+      plan: a `masks.SparsityPlan`.
+      seed: seed of the stateless RNG.
+      method: 'random' or 'magnitude' (`masks.init_masks`).
+      train_steps: the run's length, for defaults given as fractions of it
+        (None when unknown).
+    """
+    del train_steps
+    masks_lib.init_masks(model, plan.final, seed=seed, method=method)
+
   def is_update_step(self, step):
     """Whether masks change at `step` (a Python bool or a scalar tensor)."""
     del step
@@ -277,16 +296,18 @@ class MaskUpdater(tf.Module):
     """
     return 3.0 * costs.f_sparse
 
-  def training_cost_options(self, train_steps):
+  def training_cost_options(self, train_steps, costs=None):
     """Inputs of `flops.training_flops_ratio` for this method's run.
 
     Args:
       train_steps: the run's number of steps.
+      costs: the model's `flops.layer_costs` (for methods whose cost follows
+        a density schedule).
 
     Returns:
       dict of keyword arguments (none for fixed masks).
     """
-    del train_steps
+    del train_steps, costs
     return {}
 
   def summaries(self):
@@ -621,9 +642,9 @@ class DropGrowUpdater(MaskUpdater):
     return schedules.is_update_step(step, self.begin_step, self.end_step,
                                     self.update_frequency)
 
-  def training_cost_options(self, train_steps):
+  def training_cost_options(self, train_steps, costs=None):
     # RigL's formula: one dense-gradient step every update_frequency steps.
-    del train_steps
+    del train_steps, costs
     return {'update_frequency': self.update_frequency}
 
   def drop_fraction_at(self, step):
@@ -692,9 +713,6 @@ class DropGrowUpdater(MaskUpdater):
 
   def update_masks(self, strategy, masked_weights, dense_grads, step,
                    optimizer):
-    # Imported here: optimizers imports this module.
-    from rigl_tf import optimizers  # pylint: disable=g-import-not-at-top
-
     drop_fraction = tf.cast(self.drop_fraction_at(step), tf.float32)
     n_active = tf.stack([
         tf.cast(tf.reduce_sum(tf.cast(mw.mask, tf.float32)), tf.int32)
@@ -703,6 +721,31 @@ class DropGrowUpdater(MaskUpdater):
     n_drop = tf.cast(
         tf.floor(tf.cast(n_active, tf.float32) * drop_fraction), tf.int32)
     n_grow = self.grow_counts(n_active, n_drop)
+    self.drop_and_grow_layers(strategy, masked_weights, dense_grads, step,
+                              optimizer, n_drop, n_grow)
+    self._current_drop_fraction.assign(drop_fraction, read_value=False)
+
+  def drop_and_grow_layers(self, strategy, masked_weights, dense_grads, step,
+                           optimizer, n_drop, n_grow):
+    """Runs the engine on every layer with the given counts (cross-replica).
+
+    Per layer, keeps the n_active - n_drop[i] largest |w| and grows
+    n_grow[i] positions by `grow_scores`; resets slots, records the "ever
+    active" masks and the connections changed. Subclasses that choose the
+    counts differently (GMP, GraNet) call it from `update_masks`.
+
+    Args:
+      strategy: the current `tf.distribute.Strategy`.
+      masked_weights: list of `MaskedWeight`.
+      dense_grads: their all-reduced dense gradients.
+      step: scalar int tensor, the step being taken.
+      optimizer: the wrapped Keras optimizer (for its slots).
+      n_drop: int32 [L], weights dropped per layer.
+      n_grow: int32 [L], weights grown per layer.
+    """
+    # Imported here: optimizers imports this module.
+    from rigl_tf import optimizers  # pylint: disable=g-import-not-at-top
+
     changed = []
     for i, (mw, grad) in enumerate(zip(masked_weights, dense_grads)):
       inputs = {
@@ -725,7 +768,6 @@ class DropGrowUpdater(MaskUpdater):
     changed = tf.stack(changed)
     self._layer_connections_changed.assign(changed, read_value=False)
     self._connections_changed.assign(tf.reduce_sum(changed), read_value=False)
-    self._current_drop_fraction.assign(drop_fraction, read_value=False)
 
   def _update_layer(self, mask, n_drop, n_grow, index, step, weight, grad,
                     slots, ever, ema=None, initial_std=None):
@@ -859,3 +901,7 @@ class RigL(DropGrowUpdater):
   def grow_scores(self, weight, dense_grad, grad_ema, key):
     del weight, grad_ema, key
     return tf.abs(dense_grad)
+
+
+# The pruning methods (gmp, granet, snip) register themselves on import.
+from rigl_tf import pruning  # noqa: E402,F401  pylint: disable=g-import-not-at-top,wrong-import-position
