@@ -14,7 +14,8 @@
 """Registers the CIFAR models and input pipelines with gin.
 
 Models: @wrn_22_2, @wrn_28_10, @wide_resnet (bind wide_resnet.depth and
-wide_resnet.width), @resnet20. Pipelines: @cifar_train_preprocess,
+wide_resnet.width), @resnet20, @cifar_resnet (bind cifar_resnet.depth;
+50 is GraNet's CIFAR ResNet-50). Pipelines: @cifar_train_preprocess,
 @cifar_eval_preprocess.
 """
 
@@ -24,5 +25,5 @@ from cifar_wrn import input_pipeline  # noqa: F401  (registers the pipelines)
 from cifar_wrn import wrn_model
 
 for _fn in (wrn_model.wide_resnet, wrn_model.wrn_22_2, wrn_model.wrn_28_10,
-            wrn_model.resnet20):
+            wrn_model.resnet20, wrn_model.cifar_resnet):
   gin.external_configurable(_fn, module='cifar_wrn')

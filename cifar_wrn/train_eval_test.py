@@ -45,6 +45,7 @@ SCRIPT = os.path.join(ROOT, 'cifar_wrn', 'train_eval.py')
 METHOD_CONFIGS = ['dense'] + [f'{m}_{d}' for m in ('rigl', 'set', 'snfs',
                                                   'static')
                               for d in ('erk', 'uniform')]
+GRANET_CONFIGS = ['granet_resnet50_95', 'granet_resnet50_98']
 CONFIGS = [os.path.join(ROOT, 'configs', 'cifar_wrn', f'{name}.gin')
            for name in METHOD_CONFIGS]
 MOCK_EXAMPLES = 8
@@ -82,6 +83,16 @@ def _check_masks(test, report):
   for row in report['masks']['layers']:
     expected = row['weights'] - int(np.floor(row['planned'] * row['weights']))
     test.assertEqual(row['nonzero'], expected, row['name'])
+
+
+def _check_global_masks(test, report):
+  """Global pruning: the layers' planned ones in total, shared by |w|."""
+  rows = report['masks']['layers']
+  planned = [row['weights'] - int(np.floor(row['planned'] * row['weights']))
+             for row in rows]
+  test.assertEqual(sum(row['nonzero'] for row in rows), sum(planned))
+  # The shares are the magnitudes', not the distribution's.
+  test.assertNotEqual([row['nonzero'] for row in rows], planned)
 
 
 class PipelineTest(tf.test.TestCase):
@@ -188,6 +199,45 @@ class EveryMethodTest(tf.test.TestCase):
           self.assertAlmostEqual(report['itop_rate'], density, places=6)
         else:  # The mask update at step 2 explored new connections.
           self.assertGreater(report['itop_rate'], density + 0.01, name)
+
+  def test_granet_resnet50_configs_hold_granets_settings_and_train(self):
+    for name, sparsity in zip(GRANET_CONFIGS, (0.95, 0.98)):
+      gin.clear_config()
+      train_lib.parse_gin([_config(name)], [])
+      expected = {
+          'train_eval.method': 'granet', 'train_eval.sparsity': sparsity,
+          'cifar_resnet.depth': 50, 'train_eval.batch_size': 128,
+          # 160 epochs of 50,000; lr x0.1 at 80 and 120; prune until 110.
+          'train_eval.train_steps': 160 * 50_000 // 128,
+          'make_optimizer.boundaries': (80 * 50_000 // 128,
+                                        120 * 50_000 // 128),
+          'GraNet.final_prune_step': 110 * 50_000 // 128,
+          'GraNet.update_frequency': 1000, 'GraNet.init_density': 1.0,
+          'GraNet.prune_rate': 0.5, 'GraNet.growth': 'gradient',
+          'GraNet.scope': 'global',
+      }
+      for key, value in expected.items():
+        self.assertEqual(gin.query_parameter(key), value, f'{name} {key}')
+    # The 98% one trains (the two differ only in train_eval.sparsity): a
+    # CIFAR ResNet-18 with 1/8 of the filters, pruned from dense at steps 0
+    # and 1 (to the final sparsity at step 2), regrowing after.
+    name, sparsity = 'granet_resnet50_98', 0.98
+    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+      _configure(_config(name), 'cifar_resnet.depth = 18',
+                 'cifar_resnet.width = 0.125',
+                 'GraNet.update_frequency = 1',
+                 'GraNet.final_prune_step = 2')
+      output_dir = self.create_tempdir().full_path
+      report = train_lib.train_eval(output_dir=output_dir,
+                                    mode='train_and_eval')
+    self.assertEqual(report['step'], 3, name)
+    _check_global_masks(self, report)
+    layers = {row['name']: row for row in report['masks']['layers']}
+    self.assertEqual(layers['conv1']['nonzero'], 3 * 3 * 3 * 8)  # Dense.
+    self.assertAlmostEqual(report['masks']['overall']['sparsity'],
+                           sparsity, delta=0.002)
+    density = 1 - report['masks']['overall']['sparsity']
+    self.assertGreater(report['itop_rate'], density + 0.01, name)
 
 
 class MixedPrecisionTest(tf.test.TestCase):

@@ -110,5 +110,26 @@ class ResNet20Test(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(flops.summarize(costs).n_weights, 268_336)
 
 
+class CifarResNetTest(tf.test.TestCase):
+
+  def test_resnet50_parameter_count_and_stem(self):
+    model = wrn_model.cifar_resnet()
+    # GraNet's CIFAR ResNet-50 (PyTorch, BN scale/offset counted): 23.5M.
+    # By hand: ImageNet ResNet-50's 23,508,032 weights without fc, minus
+    # the 7x7 stem (9,408) plus a 3x3 one (1,728), plus fc 2048 * 10 + 10.
+    self.assertEqual(_trainable(model), 23_508_032 - 9_408 + 1_728 + 20_490)
+    self.assertEqual(model.get_layer('conv1').kernel.shape, (3, 3, 3, 64))
+    names = [layer.name for layer in model.layers]
+    self.assertNotIn('pool1_pool', names)
+    # No stride before stage 3: 32 -> 32 -> 16 -> 8 -> 4.
+    self.assertEqual(model.get_layer('conv2_block3_out').output.shape[1], 32)
+    self.assertEqual(model.get_layer('conv5_block3_out').output.shape[1:],
+                     (4, 4, 2048))
+
+  def test_bad_depth(self):
+    with self.assertRaisesRegex(ValueError, 'Unsupported ResNet depth'):
+      wrn_model.cifar_resnet(depth=20)
+
+
 if __name__ == '__main__':
   tf.test.main()

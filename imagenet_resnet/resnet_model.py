@@ -114,6 +114,7 @@ def resnet(depth: int = 50,
            input_shape: Sequence[int] = (224, 224, 3),
            weight_decay: float = 0.0,
            width: float = 1.0,
+           stem: str = 'imagenet',
            name: str | None = None) -> keras.Model:
   """Builds an ImageNet ResNet in the Keras layout described above.
 
@@ -125,30 +126,40 @@ def resnet(depth: int = 50,
       on every convolution and dense kernel (0 for none).
     width: multiplier of every layer's number of filters (RigL's "small
       dense" baselines); the input channels and `num_classes` are unchanged.
+    stem: 'imagenet' (7x7/2 convolution and 3x3/2 max-pool) or 'cifar'
+      (one 3x3/1 convolution, no max-pool: the CIFAR ResNets of GraNet and
+      most sparse-training papers).
     name: model name; defaults to f'resnet{depth}'.
 
   Returns:
     A Functional `keras.Model` mapping images to logits.
 
   Raises:
-    ValueError: for an unsupported depth or a non-positive width.
+    ValueError: for an unsupported depth, a non-positive width or an
+      unknown stem.
   """
   if depth not in _DEPTHS:
     raise ValueError(f'Unsupported ResNet depth {depth}; choose one of '
                      f'{sorted(_DEPTHS)}.')
   if width <= 0:
     raise ValueError(f'width must be positive, got {width}.')
+  if stem not in ('imagenet', 'cifar'):
+    raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}.")
   kind, blocks_per_stage = _DEPTHS[depth]
   block_fn = _BLOCKS[kind]
 
   inputs = keras.Input(shape=tuple(input_shape), name='images')
-  x = keras.layers.ZeroPadding2D(3, name='conv1_pad')(inputs)
-  x = _conv(x, int(64 * width), 7, 'conv1', weight_decay, strides=2,
-            padding='valid')
+  if stem == 'imagenet':
+    x = keras.layers.ZeroPadding2D(3, name='conv1_pad')(inputs)
+    x = _conv(x, int(64 * width), 7, 'conv1', weight_decay, strides=2,
+              padding='valid')
+  else:
+    x = _conv(inputs, int(64 * width), 3, 'conv1', weight_decay)
   x = _batch_norm(x, 'conv1_bn')
   x = keras.layers.Activation('relu', name='conv1_relu')(x)
-  x = keras.layers.ZeroPadding2D(1, name='pool1_pad')(x)
-  x = keras.layers.MaxPooling2D(3, strides=2, name='pool1_pool')(x)
+  if stem == 'imagenet':
+    x = keras.layers.ZeroPadding2D(1, name='pool1_pad')(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name='pool1_pool')(x)
   for stage, (filters, n_blocks) in enumerate(
       zip(_STAGE_FILTERS, blocks_per_stage, strict=True)):
     for block in range(n_blocks):

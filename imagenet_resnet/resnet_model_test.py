@@ -155,6 +155,10 @@ class ResNetVariantsTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'depth'):
       resnet_model.resnet(42)
 
+  def test_bad_stem(self):
+    with self.assertRaisesRegex(ValueError, "stem must be 'imagenet' or"):
+      resnet_model.resnet(18, stem='tiny')
+
 
 if __name__ == '__main__':
   tf.test.main()

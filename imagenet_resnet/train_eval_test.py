@@ -191,10 +191,15 @@ class EveryMethodTest(tf.test.TestCase):
     self.assertGreaterEqual(evaluated['top5_accuracy'],
                             evaluated['accuracy'])
     self.assertEqual(evaluated['masks'], report['masks'], name)
-    for row in report['masks']['layers']:
-      expected = row['weights'] - int(np.floor(row['planned']
-                                               * row['weights']))
-      self.assertEqual(row['nonzero'], expected, f'{name} {row["name"]}')
+    rows = report['masks']['layers']
+    planned = [row['weights'] - int(np.floor(row['planned'] * row['weights']))
+               for row in rows]
+    if name.startswith('granet'):  # Global pruning: the total is planned.
+      self.assertEqual(sum(row['nonzero'] for row in rows), sum(planned))
+      self.assertNotEqual([row['nonzero'] for row in rows], planned)
+    else:
+      for row, expected in zip(rows, planned):
+        self.assertEqual(row['nonzero'], expected, f'{name} {row["name"]}')
     return report
 
   def test_every_method_and_model_trains_and_eval_once_verifies(self):
@@ -214,6 +219,9 @@ class EveryMethodTest(tf.test.TestCase):
         'set_uniform': SMALL_RESNET,
         'snfs_erk': SMALL_RESNET,
         'rigl_erk': ['IMAGE_SIZE = 64', 'resnet.width = 0.25'],  # ResNet-50.
+        # Prunes from dense at steps 0 and 1 (to 90% at step 2), regrows.
+        'granet_90': [*SMALL_RESNET, 'GraNet.update_frequency = 1',
+                      'GraNet.final_prune_step = 2'],
     }
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
       for name, bindings in runs.items():
@@ -248,6 +256,26 @@ class EveryMethodTest(tf.test.TestCase):
         cls = {'snfs': 'SNFS', 'rigl': 'RigL'}[method]
         self.assertEqual(gin.query_parameter(f'{cls}.end_step'), 25000)
         self.assertEqual(gin.query_parameter(f'{cls}.drop_fraction'), 0.3)
+
+
+  def test_granet_configs_hold_granets_imagenet_settings(self):
+    for name, sparsity in (('granet_80', 0.8), ('granet_90', 0.9)):
+      gin.clear_config()
+      train_lib.parse_gin([_config(name)], [])
+      expected = {
+          'train_eval.method': 'granet', 'train_eval.sparsity': sparsity,
+          'train_eval.batch_size': 4096,
+          # 100 epochs; pruning until epoch 30; every 512,000 images.
+          'train_eval.train_steps': 100 * 1_281_167 // 4096,
+          'GraNet.final_prune_step': 30 * 1_281_167 // 4096,
+          'GraNet.update_frequency': 512_000 // 4096,
+          'GraNet.init_density': 1.0, 'GraNet.prune_rate': 0.5,
+          'GraNet.growth': 'gradient', 'GraNet.scope': 'global',
+          'epoch_schedule.decay_epochs': (30, 60, 90),
+          'make_optimizer.nesterov': False,
+      }
+      for key, value in expected.items():
+        self.assertEqual(gin.query_parameter(key), value, f'{name} {key}')
 
 
 def _run_script(*args):
