@@ -49,4 +49,6 @@ from rigl_tf import train_lib  # noqa: E402
 train_lib.define_flags()
 
 if __name__ == '__main__':
-  app.run(train_lib.run)
+  app.run(train_lib.run, flags_parser=train_lib.flags_parser(
+      __doc__, models=('wrn_22_2', 'wrn_28_10', 'wide_resnet', 'resnet20',
+                       'cifar_resnet')))

@@ -55,4 +55,5 @@ from rigl_tf import train_lib  # noqa: E402
 train_lib.define_flags()
 
 if __name__ == '__main__':
-  app.run(train_lib.run)
+  app.run(train_lib.run, flags_parser=train_lib.flags_parser(
+      __doc__, models=('resnet', 'mobilenet_v1', 'mobilenet_v2')))
