@@ -23,10 +23,13 @@ import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+import tf_keras as keras
 
 from imagenet_resnet import configurables  # noqa: F401  (gin names)
 from imagenet_resnet import input_pipeline
 from rigl_tf import data
+from rigl_tf import layers
+from rigl_tf import masks
 from rigl_tf import train_lib
 from rigl_tf import updaters
 
@@ -164,11 +167,22 @@ class LearningRateTest(tf.test.TestCase):
 
   def test_multiplier_stretches_the_mask_update_range(self):
     updater = updaters.get_updater('rigl', begin_step=100, end_step=25000)
-    train_lib._scale_update_range(updater, 5.0)
+    updater.stretch_steps(5.0)
     self.assertEqual((updater.begin_step, updater.end_step), (500, 125000))
     forever = updaters.get_updater('set', end_step=-1)
-    train_lib._scale_update_range(forever, 5.0)
+    forever.stretch_steps(5.0)
     self.assertEqual(forever.end_step, -1)
+    # Gradual methods stretch their pruning schedule too (GraNet's 30-epoch
+    # final pruning step at 5x is epoch 150's step).
+    granet = updaters.get_updater('granet', update_frequency=10,
+                                  final_prune_step=50, end_step=80)
+    granet.stretch_steps(2.0)
+    granet.configure_run(train_steps=200, seed=0)
+    model = layers.sparsify(keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(4, name='fc')]))
+    granet.init_masks(model, masks.sparsity_plan(model, 0.5, 'uniform'),
+                      train_steps=200)
+    self.assertEqual((granet.final_prune_step, granet.end_step), (100, 160))
 
 
 class EveryMethodTest(tf.test.TestCase):

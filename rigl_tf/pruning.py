@@ -109,6 +109,16 @@ class _GradualPruning(updaters.DropGrowUpdater):
 
   # -- Set-up ---------------------------------------------------------------
 
+  def stretch_steps(self, multiplier):
+    """Scales begin_step and the given final_prune_step and end_step."""
+    self.begin_step = int(self.begin_step * multiplier)
+    if self._requested_final_prune_step is not None:
+      self._requested_final_prune_step = int(
+          self._requested_final_prune_step * multiplier)
+      self.final_prune_step = self._requested_final_prune_step
+    if self._requested_end_step is not None and self._requested_end_step > 0:
+      self._requested_end_step = int(self._requested_end_step * multiplier)
+
   def _resolve_steps(self, train_steps):
     """Defaults given as fractions of the run, aligned to ΔT."""
     self.train_steps = train_steps

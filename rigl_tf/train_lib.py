@@ -605,16 +605,6 @@ def _remove_tree(path):
     pass
 
 
-def _scale_update_range(updater, multiplier):
-  """Stretches the mask-update range as training_steps_multiplier does."""
-  if multiplier == 1.0:
-    return
-  for name in ('begin_step', 'end_step'):
-    step = getattr(updater, name, None)
-    if step is not None and step > 0:  # end_step < 0: until the end.
-      setattr(updater, name, int(step * multiplier))
-
-
 def _build(strategy, info, config):
   """Builds model, masks and optimizer in the strategy's scope."""
   with strategy.scope():
@@ -623,7 +613,9 @@ def _build(strategy, info, config):
       updater = updaters.get_updater(config.method)
     except ValueError as e:  # A bad hyperparameter bound with gin.
       raise UserError(str(e)) from e
-    _scale_update_range(updater, config.training_steps_multiplier)
+    if config.training_steps_multiplier != 1.0:
+      # The mask schedule stretches with the training (RigL's 5x runs).
+      updater.stretch_steps(config.training_steps_multiplier)
     # The run's seed keys SET's growth and tie-breaks; the run's length
     # (already multiplied) sets the default end of mask updates (75%,
     # RigL's).

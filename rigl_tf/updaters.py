@@ -279,6 +279,18 @@ class MaskUpdater(tf.Module):
     if seed is not None and not self._seed_given:
       self.seed = int(seed)
 
+  def stretch_steps(self, multiplier):
+    """Scales the method's step hyperparameters by `multiplier`.
+
+    RigL's `training_steps_multiplier` runs (1x, 2x, 5x) stretch the mask
+    schedule with the training; the trainer calls this before
+    `configure_run`. Fixed masks have no schedule.
+
+    Args:
+      multiplier: the run's training_steps_multiplier.
+    """
+    del multiplier
+
   @classmethod
   def training_flops_per_step(cls, costs):
     """The method's training-cost rule: FLOPs per example and step.
@@ -576,6 +588,12 @@ class DropGrowUpdater(MaskUpdater):
       self.end_step = int(0.75 * train_steps)
       logging.info('%s: mask updates end at step %d (75%% of %d).',
                    type(self).__name__, self.end_step, train_steps)
+
+  def stretch_steps(self, multiplier):
+    """Scales begin_step and a given end_step (< 0: until the end)."""
+    self.begin_step = int(self.begin_step * multiplier)
+    if self.end_step is not None and self.end_step > 0:
+      self.end_step = int(self.end_step * multiplier)
 
   @property
   def keeps_grad_ema(self):
