@@ -1103,6 +1103,7 @@ MODEL_BUILDERS: dict[str, Callable[[], keras.Model]] = {
     'wrn_22_2': _lazy_builder('cifar_wrn.wrn_model', 'wrn_22_2'),
     'wrn_28_10': _lazy_builder('cifar_wrn.wrn_model', 'wrn_28_10'),
     'resnet20': _lazy_builder('cifar_wrn.wrn_model', 'resnet20'),
+    'cifar_resnet': _lazy_builder('cifar_wrn.wrn_model', 'cifar_resnet'),
     'lenet_300_100': _lenet_300_100,
     'lenet5': _lenet5,
 }
