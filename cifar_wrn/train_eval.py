@@ -30,25 +30,13 @@ import sys
 
 # Run as a script from anywhere: make the repository root importable.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
-from rigl_tf import quiet  # noqa: E402  (imports no TensorFlow)
+# First: quiets TensorFlow's import (see rigl_tf/script.py).
+from rigl_tf import script  # noqa: E402
 
-with quiet.native_stderr_silenced():
-  import tensorflow as tf
-  # Probe CUDA now (absl init callbacks of TensorFlow would, loudly). Only
-  # physical devices: the runtime stays uninitialised for multi-worker.
-  tf.config.list_physical_devices('GPU')
-
-from absl import app  # noqa: E402
-
+# isort: split
 from cifar_wrn import configurables  # noqa: E402,F401  (gin models, inputs)
-from rigl_tf import train_lib  # noqa: E402
-
-train_lib.define_flags()
 
 if __name__ == '__main__':
-  app.run(train_lib.run, flags_parser=train_lib.flags_parser(
-      __doc__, models=('wrn_22_2', 'wrn_28_10', 'wide_resnet', 'resnet20',
-                       'cifar_resnet')))
+  script.main(__doc__, models=('wrn_22_2', 'wrn_28_10', 'wide_resnet',
+                               'resnet20', 'cifar_resnet'))

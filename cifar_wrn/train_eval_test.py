@@ -20,9 +20,7 @@ the masks exact and identical.
 """
 
 import glob
-import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -36,6 +34,7 @@ import tensorflow_datasets as tfds
 from cifar_wrn import configurables  # noqa: F401  (registers gin names)
 from cifar_wrn import input_pipeline
 from rigl_tf import data
+from rigl_tf import test_util
 from rigl_tf import train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -332,16 +331,6 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def _free_ports(n):
-  sockets = [socket.socket() for _ in range(n)]
-  for s in sockets:
-    s.bind(('127.0.0.1', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 class MultiWorkerTest(tf.test.TestCase):
 
   def test_two_workers_rigl_identical_masks_only_chief_writes(self):
@@ -349,29 +338,15 @@ class MultiWorkerTest(tf.test.TestCase):
     with open(worker, 'w') as f:
       f.write(_WORKER)
     output_dir = self.create_tempdir().full_path
-    ports = _free_ports(2)
-    cluster = {'worker': [f'127.0.0.1:{p}' for p in ports]}
-    processes, dumps = [], []
-    for index in range(2):
-      dumps.append(os.path.join(self.get_temp_dir(), f'masks{index}.npz'))
-      env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
-                 TF_CONFIG=json.dumps({'cluster': cluster, 'task': {
-                     'type': 'worker', 'index': index}}))
-      processes.append(subprocess.Popen(
-          [sys.executable, worker, dumps[-1], SCRIPT,
-           f'--gin_config={_config("rigl_erk")}',
-           f'--output_dir={output_dir}', '--strategy=multi_worker',
-           '--mode=train', *[f'--gin_bindings={b}' for b in TINY]],
-          env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-          text=True))
-    try:
-      for process in processes:
-        _, err = process.communicate(timeout=240)
-        self.assertEqual(process.returncode, 0, err[-3000:])
-    finally:
-      for process in processes:
-        if process.poll() is None:
-          process.kill()
+    dumps = [os.path.join(self.get_temp_dir(), f'masks{index}.npz')
+             for index in range(2)]
+    results = test_util.run_workers([
+        [sys.executable, worker, dump, SCRIPT,
+         f'--gin_config={_config("rigl_erk")}', f'--output_dir={output_dir}',
+         '--strategy=multi_worker', '--mode=train',
+         *[f'--gin_bindings={b}' for b in TINY]] for dump in dumps])
+    for rc, _, err in results:
+      self.assertEqual(rc, 0, err[-3000:])
     first, second = (np.load(path) for path in dumps)
     self.assertEqual(int(first['step']), 3)
     self.assertLen(first.files, 11)  # 10 masks and the step.

@@ -25,13 +25,13 @@ import io
 import json
 import math
 
-from absl import flags
 import tensorflow as tf
 import tf_keras as keras
 
 from rigl_tf import flops
 from rigl_tf import layers
 from rigl_tf import masks
+from rigl_tf import test_util
 
 
 def _flops(nnz, positions, channels):
@@ -169,32 +169,23 @@ class CountTest(tf.test.TestCase):
 
 class CommandLineModelTest(tf.test.TestCase):
 
-  def _run(self, *args):
-    flag_values = flags.FlagValues()
-    flops.define_flags(flag_values)
-    flops.parse_flags_or_exit(['flops', *args], flag_values)
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-      report = flops.run(flag_values)
-    return report, stdout.getvalue()
-
   def test_resnet18(self):
-    report, _ = self._run('--model=resnet18', '--json')
+    report, _ = test_util.run_flops_cli('--model=resnet18', '--json')
     counted = [r for r in report['layers'] if r['counted']]
     # 17 3x3/7x7 convolutions, 3 projection shortcuts, the classifier.
     self.assertLen(counted, 21)
     self.assertEqual(counted[-1]['flops'], _flops(512 * 1000, 1, 1000))
 
   def test_builder_given_by_import_path(self):
-    report, out = self._run(
+    report, out = test_util.run_flops_cli(
         '--model=rigl_tf.flops_count_test:tiny_model', '--sparsity=0.5',
         '--distribution=uniform', '--method=static', '--json')
     self.assertEqual(report['inference_flops'],
                      _flops(54, 64, 4) + _flops(640, 1, 5))
     self.assertEqual(json.loads(out)['model'],
                      'rigl_tf.flops_count_test:tiny_model')
-    _, out = self._run('--model=rigl_tf.flops_count_test:sequence_model',
-                       '--method=static')
+    _, out = test_util.run_flops_cli(
+        '--model=rigl_tf.flops_count_test:sequence_model', '--method=static')
     self.assertRegex(
         out, r'sparsity of counted layers: 0\.0000 \(not counted, no '
         r'MicroNet rule: emb \(Embedding\), lstm \(LSTM\)\)')
@@ -205,7 +196,7 @@ class CommandLineModelTest(tf.test.TestCase):
       stderr = io.StringIO()
       with self.assertRaises(SystemExit) as e, contextlib.redirect_stderr(
           stderr):
-        self._run(f'--model={value}')
+        test_util.run_flops_cli(f'--model={value}')
       self.assertEqual(e.exception.code, 2, value)
       self.assertLen(stderr.getvalue().splitlines(), 1)
 

@@ -25,20 +25,18 @@ channels: mults = nnz * P + P * c (ReLU), adds = nnz * P - P * c (dot
 products) + P * c (bias), bits = 32 nnz + n [if sparse] + 32 c.
 """
 
-import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
 
-from absl import flags
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from rigl_tf import flops
+from rigl_tf import test_util
 from rigl_tf import updaters
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -247,7 +245,6 @@ class MaskedLayerTest(tf.test.TestCase):
 
   def test_mirrored_masks(self):
     from rigl_tf import layers  # pylint: disable=g-import-not-at-top
-    from rigl_tf import test_util  # pylint: disable=g-import-not-at-top
     # conftest.py splits the CPU into two logical devices.
     with test_util.two_replica_strategy().scope():
       model = layers.sparsify(_small_model())
@@ -453,19 +450,10 @@ _JSON_KEYS = set(flops.REPORT_KEYS) | {
 
 class CommandLineTest(tf.test.TestCase):
 
-  def _run(self, *args):
-    flag_values = flags.FlagValues()
-    flops.define_flags(flag_values)
-    flops.parse_flags_or_exit(['flops', *args], flag_values)
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-      report = flops.run(flag_values)
-    return report, stdout.getvalue()
-
   def test_json_output(self):
-    report, out = self._run('--model=lenet_300_100', '--sparsity=0.9',
-                            '--distribution=uniform', '--method=rigl',
-                            '--update_frequency=100', '--json')
+    report, out = test_util.run_flops_cli(
+        '--model=lenet_300_100', '--sparsity=0.9', '--distribution=uniform',
+        '--method=rigl', '--update_frequency=100', '--json')
     parsed = json.loads(out)
     self.assertEqual(set(parsed), _JSON_KEYS)
     self.assertEqual(parsed['inference_flops'], report['inference_flops'])
@@ -481,8 +469,9 @@ class CommandLineTest(tf.test.TestCase):
     from mnist import models  # pylint: disable=g-import-not-at-top
     from rigl_tf import layers  # pylint: disable=g-import-not-at-top
     from rigl_tf import masks  # pylint: disable=g-import-not-at-top
-    report, _ = self._run('--model=lenet_300_100', '--sparsity=0.9',
-                          '--distribution=erk', '--method=static', '--json')
+    report, _ = test_util.run_flops_cli(
+        '--model=lenet_300_100', '--sparsity=0.9', '--distribution=erk',
+        '--method=static', '--json')
     model = layers.sparsify(models.lenet_300_100(input_shape=(28, 28, 1)))
     masks.init_masks(model, masks.get_layer_sparsities(model, 0.9, 'erk'))
     trained = flops.report_dict(flops.layer_costs(model), method='static')
@@ -493,8 +482,8 @@ class CommandLineTest(tf.test.TestCase):
                      round(report['inference_flops']))
 
   def test_text_output_and_snfs(self):
-    report, out = self._run('--model=lenet_300_100', '--sparsity=0.8',
-                            '--method=snfs')
+    report, out = test_util.run_flops_cli(
+        '--model=lenet_300_100', '--sparsity=0.8', '--method=snfs')
     self.assertIn('| **total** |', out)
     self.assertIn('training FLOPs, snfs', out)
     # SNFS: (2 f_S + f_D) / 3 f_D.
@@ -505,10 +494,10 @@ class CommandLineTest(tf.test.TestCase):
     for args in (['--sparsity=1.0'], ['--method=nope'],
                  ['--distribution=nope']):
       with self.assertRaises(SystemExit) as e:
-        self._run('--model=lenet_300_100', *args)
+        test_util.run_flops_cli('--model=lenet_300_100', *args)
       self.assertEqual(e.exception.code, 2, args)
     with self.assertRaises(SystemExit) as e:
-      self._run('--model=lenet_300_100', '--dense_layers=nope')
+      test_util.run_flops_cli('--model=lenet_300_100', '--dense_layers=nope')
     self.assertEqual(e.exception.code, 2)
 
   def test_unknown_model_exits_2_from_shell(self):

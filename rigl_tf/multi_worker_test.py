@@ -13,22 +13,20 @@
 # limitations under the License.
 """MultiWorkerMirroredStrategy with two localhost worker processes.
 
-Each worker is a subprocess with its own TF_CONFIG (free loopback ports);
-collectives must be configured before TensorFlow runs any op, which is why
-these runs cannot share the test process.
+Each worker is a subprocess with its own TF_CONFIG (free loopback ports,
+see `test_util.run_workers`).
 """
 
-import json
 import os
-import socket
-import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from rigl_tf import test_util
+
+ROOT = test_util.ROOT
 
 # Trains a sparse MLP with SparseOptimizer and saves its masks and weights.
 _WORKER = textwrap.dedent("""
@@ -54,41 +52,6 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def _free_ports(n):
-  sockets = [socket.socket() for _ in range(n)]
-  for s in sockets:
-    s.bind(('127.0.0.1', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
-def _run_workers(argvs, timeout=240):
-  """Starts one process per argv with its TF_CONFIG; returns (rc, out, err)."""
-  ports = _free_ports(len(argvs))
-  cluster = {'worker': [f'127.0.0.1:{p}' for p in ports]}
-  processes = []
-  for index, argv in enumerate(argvs):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
-               TF_CONFIG=json.dumps({'cluster': cluster,
-                                     'task': {'type': 'worker',
-                                              'index': index}}))
-    processes.append(subprocess.Popen(
-        argv, env=env, cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True))
-  results = []
-  try:
-    for process in processes:
-      out, err = process.communicate(timeout=timeout)
-      results.append((process.returncode, out, err))
-  finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-  return results
-
-
 class MultiWorkerTest(tf.test.TestCase):
 
   def test_two_workers_end_with_identical_masks_and_weights(self):
@@ -97,7 +60,8 @@ class MultiWorkerTest(tf.test.TestCase):
       f.write(_WORKER)
     outputs = [os.path.join(self.get_temp_dir(), f'worker{i}.npz')
                for i in range(2)]
-    results = _run_workers([[sys.executable, script, out] for out in outputs])
+    results = test_util.run_workers(
+        [[sys.executable, script, out] for out in outputs])
     for rc, _, err in results:
       self.assertEqual(rc, 0, err[-3000:])
     first, second = (np.load(path) for path in outputs)
@@ -125,11 +89,11 @@ class MultiWorkerTest(tf.test.TestCase):
           '--gin_bindings=train_eval.log_every = 100',
           '--gin_bindings=train_eval.checkpoint_every = 100']
 
-    for rc, _, err in _run_workers([argv(100), argv(100)]):
+    for rc, _, err in test_util.run_workers([argv(100), argv(100)]):
       self.assertEqual(rc, 0, err[-3000:])
     # Both workers resume from the chief's checkpoint (worker 1's scratch
     # copy is gone), so they stay in step and finish.
-    results = _run_workers([argv(200), argv(200)])
+    results = test_util.run_workers([argv(200), argv(200)])
     for rc, out, err in results:
       self.assertEqual(rc, 0, err[-3000:])
       self.assertIn('replicas=2', out)

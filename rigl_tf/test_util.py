@@ -11,19 +11,29 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Shared helpers for tests: small masked models and a tiny training loop."""
+"""Shared helpers for tests: small masked models, a tiny training loop and
+a launcher of localhost multi-worker processes."""
 
 import contextlib
+import io
+import json
+import os
+import socket
+import subprocess
 from unittest import mock
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from rigl_tf import flops
 from rigl_tf import layers
 from rigl_tf import masks
 from rigl_tf import optimizers
 from rigl_tf import strategies
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def two_replica_strategy():
@@ -134,3 +144,69 @@ def train(strategy, model, optimizer, dataset, jit_compile=False,
 def local_values(variable, strategy):
   """numpy values of a (mirrored) variable on every replica."""
   return [v.numpy() for v in strategy.experimental_local_results(variable)]
+
+
+def free_ports(n):
+  """`n` loopback TCP ports that were free a moment ago."""
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(('127.0.0.1', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def run_workers(argvs, timeout=240):
+  """Runs one MultiWorkerMirroredStrategy worker process per argv.
+
+  Worker `i` runs `argvs[i]` in the repository root with its TF_CONFIG
+  (task index `i` of a localhost cluster on free ports) and the repository
+  on PYTHONPATH. Collectives must be configured before TensorFlow runs any
+  op, which is why such runs cannot share the test process.
+
+  Args:
+    argvs: one command line (a list of strings) per worker.
+    timeout: seconds each worker may take; past it, all are killed.
+
+  Returns:
+    A list of (returncode, stdout, stderr), one per worker, in order.
+  """
+  cluster = {'worker': [f'127.0.0.1:{p}' for p in free_ports(len(argvs))]}
+  processes = []
+  for index, argv in enumerate(argvs):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2',
+               TF_CONFIG=json.dumps({'cluster': cluster,
+                                     'task': {'type': 'worker',
+                                              'index': index}}))
+    processes.append(subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+  results = []
+  try:
+    for process in processes:
+      out, err = process.communicate(timeout=timeout)
+      results.append((process.returncode, out, err))
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+  return results
+
+
+def run_flops_cli(*args):
+  """Runs `python -m rigl_tf.flops ARGS` in this process, on fresh flags.
+
+  Args:
+    *args: its command-line arguments, e.g. '--model=resnet18', '--json'.
+
+  Returns:
+    (the report `flops.run` returns, what it printed).
+  """
+  flag_values = flags.FlagValues()
+  flops.define_flags(flag_values)
+  flops.parse_flags_or_exit(['flops', *args], flag_values)
+  stdout = io.StringIO()
+  with contextlib.redirect_stdout(stdout):
+    report = flops.run(flag_values)
+  return report, stdout.getvalue()
