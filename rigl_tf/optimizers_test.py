@@ -374,13 +374,13 @@ def _train_and_check(test, make_optimizer, updater, steps=8, strategy=None,
   def check(step):
     for mw in weights:
       masked = mw.mask.numpy() == 0
-      leaked = np.count_nonzero(mw.weight.numpy()[masked] != 0)
+      weight_leaks = np.count_nonzero(mw.weight.numpy()[masked] != 0)
       slots, fresh = optimizers.get_slot_resets(optimizer, mw.weight)
-      for slot, value in zip(slots, fresh):
-        leaked += np.count_nonzero(
-            slot.numpy()[masked] != np.float32(value))
-      if leaked:
-        leaks.append((step, mw.name, leaked))
+      slot_leaks = sum(
+          np.count_nonzero(slot.numpy()[masked] != np.float32(value))
+          for slot, value in zip(slots, fresh))
+      if weight_leaks or slot_leaks:
+        leaks.append((step, mw.name, int(weight_leaks), int(slot_leaks)))
 
   test_util.train(strategy, model, optimizer,
                   test_util.random_data(steps, batch_size=16),
