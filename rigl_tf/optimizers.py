@@ -289,10 +289,11 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
     key = self._optimizer._var_key  # pylint: disable=protected-access
     grad_by_key = {key(v): g for g, v in grads_and_vars}
     mask_by_key = {key(mw.weight): mw.mask for mw in self._masked_weights}
-    # Dense gradients of the masked weights, for gradient-based growth.
+    # Dense gradients of the masked weights, for gradient-based growth (a
+    # weight without a gradient has a zero one; built only for those).
     dense_grads = [
-        grad_by_key.get(key(mw.weight), tf.zeros_like(mw.weight))
-        for mw in self._masked_weights
+        grad_by_key[key(mw.weight)] if key(mw.weight) in grad_by_key
+        else tf.zeros_like(mw.weight) for mw in self._masked_weights
     ]
     masked_grads = []
     for grad, var in grads_and_vars:
@@ -338,10 +339,36 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
         apply_weights()
       self._updater.update_masks(strategy, self._masked_weights, dense_grads,
                                  step, self._optimizer)
+      self._zero_masked_state(strategy)
 
     # One condition: a step without a mask update runs the static step.
     tf.__internal__.smart_cond.smart_cond(is_update, update_step,
                                           apply_weights)
+
+  def _zero_masked_state(self, strategy):
+    """After a mask update: masked weights 0, their slots fresh.
+
+    What every step without a mask update preserves (see
+    `_KEEPS_MASKED_WEIGHTS_AT_ZERO`). The drop/grow engine leaves this state
+    already; an updater that only zeroes the weights it prunes (TFMOT's GMP)
+    or zeroes slots whose fresh value is not 0 (SNIP with Adagrad) would
+    leave masked weights free to move. Runs on mask-update steps only.
+
+    Args:
+      strategy: the current `tf.distribute.Strategy` (cross-replica context).
+    """
+    for mw in self._masked_weights:
+      slots, fresh = get_slot_resets(self._optimizer, mw.weight)
+      strategy.extended.update(
+          mw.weight, _zero_masked, args=(mw.mask, slots, fresh), group=False)
+
+
+def _zero_masked(weight, mask, slots, fresh):
+  """Zeroes masked entries of `weight`, sets those of `slots` to `fresh`."""
+  _multiply_by_mask(weight, mask)
+  for slot, value in zip(slots, fresh):
+    keep = tf.cast(mask, slot.dtype)
+    slot.assign(slot * keep + value * (1 - keep), read_value=False)
 
 
 def sparse_optimizer(optimizer, model, updater=None, policy=None):

@@ -23,6 +23,7 @@ import tf_keras as keras
 from rigl_tf import layers
 from rigl_tf import optimizers
 from rigl_tf import test_util
+from rigl_tf import updaters as updaters_lib
 
 OPTIMIZERS = {
     'sgd_momentum': lambda: keras.optimizers.SGD(0.05, momentum=0.9),
@@ -433,8 +434,45 @@ class MaskedWeightsStayZeroTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(tested, set(optimizers._SLOT_LISTS))
 
 
+class _PruneKeepingSlots(updaters_lib.MaskUpdater):
+  """At step 2, masks the first half of each mask's active entries.
+
+  It zeroes the pruned weights but, like TFMOT's pruning, leaves their
+  optimizer slots as they are.
+  """
+
+  def is_update_step(self, step):
+    return tf.equal(step, 2)
+
+  def update_masks(self, strategy, masked_weights, dense_grads, step,
+                   optimizer):
+    del dense_grads, step, optimizer
+    for mw in masked_weights:
+      strategy.extended.update(mw.mask, _prune_first_half,
+                               args=(mw.weight,), group=False)
+
+
+def _prune_first_half(mask, weight):
+  flat = tf.reshape(tf.cast(mask, tf.float32), [-1])
+  first_half = tf.cumsum(flat) <= tf.reduce_sum(flat) / 2
+  new = tf.reshape(tf.where(first_half, 0.0, flat), tf.shape(mask))
+  mask.assign(tf.cast(new, mask.dtype), read_value=False)
+  weight.assign(weight * tf.cast(new, weight.dtype), read_value=False)
+
+
 class RemaskingTest(tf.test.TestCase):
   """Where a step can move a masked weight, the mask is applied again."""
+
+  def test_updater_that_leaves_slots_of_pruned_weights(self):
+    # The optimizer resets them after every mask update (momentum would
+    # move the pruned weights otherwise).
+    updater = _PruneKeepingSlots()
+    optimizer = _train_and_check(
+        self, _ZERO_KEEPING['sgd_momentum_wd'], updater, steps=5)
+    for mw, initial in zip(optimizer.masked_weights, updater.layer_itop_rates(
+        ).values()):
+      before = round(float(initial) * mw.size)
+      self.assertEqual(int(tf.reduce_sum(mw.mask)), before - before // 2)
 
   def test_ema_overwrite_with_drop_grow(self):
     # Every 2 steps the weights become their moving averages; a dropped
