@@ -20,8 +20,11 @@ Each step it
    optimizer's slots (momentum, Adam m and v) of masked weights stay zero,
 3. applies the wrapped optimizer, unless the updater asks to skip the weight
    update on a mask-update step (RigL),
-4. re-applies every mask to its weight, so `weight * (1 - mask) == 0` holds
-   exactly after every step, and
+4. re-applies the mask to the weights whose update could move a masked weight
+   off zero (`needs_remasking`: optimizers that overwrite weights with their
+   moving average, constrained weights, unknown subclasses); for the others
+   the masked gradient and the fresh slots keep masked weights at exactly
+   zero, so `weight * (1 - mask) == 0` holds after every step either way, and
 5. on the steps its `MaskUpdater` names, lets the updater change the masks
    from the all-reduced dense gradients.
 
@@ -29,7 +32,9 @@ Steps 3-5 run in cross-replica context (a `merge_call`, as
 `LossScaleOptimizer` does): masks are mirrored variables written with
 `strategy.extended.update`, and the update-step condition is a `cond` there,
 since a replica-context `cond` may not contain the wrapped optimizer's
-`merge_call`.
+`merge_call`. A step on which no mask update fires runs what a static step
+runs, plus that condition (and the updater's per-step state, if it keeps
+one): everything update-related sits in one branch of one `cond`.
 
 Usage, with `model.fit` or a custom loop:
 
@@ -284,10 +289,11 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
     key = self._optimizer._var_key  # pylint: disable=protected-access
     grad_by_key = {key(v): g for g, v in grads_and_vars}
     mask_by_key = {key(mw.weight): mw.mask for mw in self._masked_weights}
-    # Dense gradients of the masked weights, for gradient-based growth.
+    # Dense gradients of the masked weights, for gradient-based growth (a
+    # weight without a gradient has a zero one; built only for those).
     dense_grads = [
-        grad_by_key.get(key(mw.weight), tf.zeros_like(mw.weight))
-        for mw in self._masked_weights
+        grad_by_key[key(mw.weight)] if key(mw.weight) in grad_by_key
+        else tf.zeros_like(mw.weight) for mw in self._masked_weights
     ]
     masked_grads = []
     for grad, var in grads_and_vars:
@@ -307,35 +313,62 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
 
   def _cross_replica_apply(self, strategy, grads, wrapped_vars, dense_grads):
     """Steps 3-5 of the module docstring, in cross-replica context."""
+    # The step being taken: read before the weight update increments it.
     step = tf.identity(self._optimizer.iterations)
     is_update = self._updater.is_update_step(step)
     # Per-step updater state (SNFS's gradient EMA), before any mask update.
     self._updater.on_step(strategy, self._masked_weights, dense_grads, step)
+    # Decided when tracing: most optimizers need no re-masking at all.
+    remasked = [
+        mw for mw in self._masked_weights
+        if needs_remasking(self._optimizer, mw.weight)
+    ]
 
     def apply_weights():
       strategy.extended.call_for_each_replica(
           self._apply_inner, args=(grads, wrapped_vars))
+      for mw in remasked:
+        strategy.extended.update(
+            mw.weight, _multiply_by_mask, args=(mw.mask,), group=False)
 
-    def skip_weights():
-      # apply_gradients() increments the step; do it here instead.
-      self._optimizer.iterations.assign_add(1, read_value=False)
-
-    if self._updater.skip_weight_update_on_mask_update:
-      tf.__internal__.smart_cond.smart_cond(is_update, skip_weights,
-                                            apply_weights)
-    else:
-      apply_weights()
-
-    for mw in self._masked_weights:
-      strategy.extended.update(
-          mw.weight, _multiply_by_mask, args=(mw.mask,), group=False)
-
-    def update_masks():
+    def update_step():
+      if self._updater.skip_weight_update_on_mask_update:
+        # apply_gradients() increments the step; do it here instead.
+        self._optimizer.iterations.assign_add(1, read_value=False)
+      else:
+        apply_weights()
       self._updater.update_masks(strategy, self._masked_weights, dense_grads,
                                  step, self._optimizer)
+      self._zero_masked_state(strategy)
 
-    tf.__internal__.smart_cond.smart_cond(is_update, update_masks,
-                                          lambda: None)
+    # One condition: a step without a mask update runs the static step.
+    tf.__internal__.smart_cond.smart_cond(is_update, update_step,
+                                          apply_weights)
+
+  def _zero_masked_state(self, strategy):
+    """After a mask update: masked weights 0, their slots fresh.
+
+    What every step without a mask update preserves (see
+    `_KEEPS_MASKED_WEIGHTS_AT_ZERO`). The drop/grow engine leaves this state
+    already; an updater that only zeroes the weights it prunes (TFMOT's GMP)
+    or zeroes slots whose fresh value is not 0 (SNIP with Adagrad) would
+    leave masked weights free to move. Runs on mask-update steps only.
+
+    Args:
+      strategy: the current `tf.distribute.Strategy` (cross-replica context).
+    """
+    for mw in self._masked_weights:
+      slots, fresh = get_slot_resets(self._optimizer, mw.weight)
+      strategy.extended.update(
+          mw.weight, _zero_masked, args=(mw.mask, slots, fresh), group=False)
+
+
+def _zero_masked(weight, mask, slots, fresh):
+  """Zeroes masked entries of `weight`, sets those of `slots` to `fresh`."""
+  _multiply_by_mask(weight, mask)
+  for slot, value in zip(slots, fresh):
+    keep = tf.cast(mask, slot.dtype)
+    slot.assign(slot * keep + value * (1 - keep), read_value=False)
 
 
 def sparse_optimizer(optimizer, model, updater=None, policy=None):
@@ -410,6 +443,81 @@ _SLOT_LISTS = {
         '_linears': 0.0},
     keras.optimizers.Lion: lambda o: {'momentums': 0.0},
 }
+
+
+# Why each optimizer of `_SLOT_LISTS` leaves a masked weight at exactly 0
+# without re-masking. Before a step, a masked weight is 0 (the initial masks
+# zero it; `update_masks` zeroes dropped weights) and its slots hold their
+# fresh value (0, or Adagrad's / Ftrl's initial accumulator): slots of
+# masked weights only ever see masked (zero) gradients, and `update_masks`
+# resets the slots of dropped and grown positions. With g = 0, w = 0 and
+# fresh slots, each update rule below gives 0 (or -0.0, which `== 0`), in any
+# float dtype, with and without the options named. Decoupled weight decay
+# (`weight_decay=` of every tf_keras optimizer, AdamW's, Lion's) is
+# w -= lr * wd * w: 0 stays 0. Clipping (clipnorm, clipvalue,
+# global_clipnorm) scales or clips the zero gradient: 0. A non-finite value
+# (e.g. eps = 0 giving 0 / 0) is no case for re-masking either: NaN * 0 is
+# NaN. `optimizers_test.MaskedWeightsStayZeroTest` trains every entry, with
+# its options and with drop/grow updates, without re-masking.
+_KEEPS_MASKED_WEIGHTS_AT_ZERO = {
+    keras.optimizers.SGD:
+        'm = momentum * 0 - lr * 0 = 0; w += m (nesterov: w += -lr * 0 + '
+        'momentum * m): 0',
+    keras.optimizers.Adam:
+        'm = v = 0 (amsgrad: v_hat = max(0, 0) = 0); w -= alpha * 0 / '
+        '(sqrt(0) + eps): 0',
+    keras.optimizers.AdamW:
+        'as Adam; the decay w -= lr * wd * w keeps 0',
+    keras.optimizers.Nadam:
+        'm = v = 0; m_hat = u * 0 / (1 - p) + (1 - u) * 0 / (1 - p) = 0; '
+        'w -= lr * 0 / (sqrt(0) + eps): 0',
+    keras.optimizers.Adamax:
+        'm = 0, u = max(beta_2 * 0, |0|) = 0; w -= lr * 0 / (c * (0 + eps)): 0',
+    keras.optimizers.RMSprop:
+        'v = 0 (centered: average 0, denominator eps); increment = lr * 0 * '
+        'rsqrt(eps) = 0; momentum = momentum * 0 + 0: 0',
+    keras.optimizers.Adagrad:
+        'accumulator = a0 + 0; w -= lr * 0 / sqrt(a0 + eps): 0',
+    keras.optimizers.Adadelta:
+        'accumulated grad = 0; delta = -sqrt(0 + eps) * 0 / sqrt(0 + eps) = '
+        '0; accumulated delta = 0; w += lr * 0: 0',
+    keras.optimizers.Ftrl:
+        'w is recomputed from the linear slot: linear += (0 + 2 * l2_shrinkage '
+        '* 0) - 0 * 0 = 0, so w = (clip(0, -l1, l1) - 0) / quadratic = 0, for '
+        'any l1, l2, l2_shrinkage, beta',
+    keras.optimizers.Lion:
+        'w -= lr * sign(beta_1 * 0 + (1 - beta_1) * 0) = lr * sign(0) = 0; '
+        'm = 0',
+}
+
+
+def needs_remasking(optimizer, variable):
+  """Whether `variable` must be multiplied by its mask after each step.
+
+  Not for the optimizers of `_KEEPS_MASKED_WEIGHTS_AT_ZERO` (whose update of
+  a masked weight is exactly 0, see there), except where a step writes the
+  weight otherwise:
+
+  * `use_ema=True` with `ema_overwrite_frequency`: every so many steps the
+    weights are overwritten with their moving averages, and the average of
+    a weight dropped by a mask update is not 0;
+  * a weight with a `constraint`, which the optimizer applies after the
+    update (an arbitrary function of the weight);
+  * a subclass of a known optimizer: it may change the update rule.
+
+  Args:
+    optimizer: a tf_keras optimizer (or a wrapper with `inner_optimizer`).
+    variable: a masked weight.
+
+  Returns:
+    bool, decided when the train step is traced.
+  """
+  optimizer = _unwrap(optimizer)
+  if type(optimizer) not in _KEEPS_MASKED_WEIGHTS_AT_ZERO:
+    return True
+  if optimizer.use_ema and optimizer.ema_overwrite_frequency:
+    return True
+  return getattr(variable, 'constraint', None) is not None
 
 
 def _unwrap(optimizer):

@@ -23,6 +23,7 @@ import tf_keras as keras
 from rigl_tf import layers
 from rigl_tf import optimizers
 from rigl_tf import test_util
+from rigl_tf import updaters as updaters_lib
 
 OPTIMIZERS = {
     'sgd_momentum': lambda: keras.optimizers.SGD(0.05, momentum=0.9),
@@ -305,6 +306,215 @@ class SlotListsTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError,
                                 'does not know where Custom keeps'):
       optimizers.SparseOptimizer(Custom(), model)
+
+
+# Every optimizer of `optimizers._SLOT_LISTS`, with its options, and its
+# `weight_decay` (decoupled: w -= lr * wd * w) where the name says `_wd`.
+_ZERO_KEEPING = {
+    'sgd': lambda: keras.optimizers.SGD(0.1),
+    'sgd_momentum_wd': lambda: keras.optimizers.SGD(
+        0.1, momentum=0.9, weight_decay=0.05),
+    'sgd_nesterov_clipnorm': lambda: keras.optimizers.SGD(
+        0.1, momentum=0.9, nesterov=True, global_clipnorm=0.5),
+    'adam': lambda: keras.optimizers.Adam(0.01),
+    'adam_amsgrad_wd': lambda: keras.optimizers.Adam(
+        0.01, amsgrad=True, weight_decay=0.05),
+    'adamw': lambda: keras.optimizers.AdamW(0.01, weight_decay=0.0),
+    'adamw_wd_amsgrad': lambda: keras.optimizers.AdamW(
+        0.01, weight_decay=0.1, amsgrad=True),
+    'nadam': lambda: keras.optimizers.Nadam(0.01),
+    'nadam_wd': lambda: keras.optimizers.Nadam(0.01, weight_decay=0.05),
+    'adamax': lambda: keras.optimizers.Adamax(0.01),
+    'adamax_wd': lambda: keras.optimizers.Adamax(0.01, weight_decay=0.05),
+    'rmsprop': lambda: keras.optimizers.RMSprop(0.01),
+    'rmsprop_centered_momentum_wd': lambda: keras.optimizers.RMSprop(
+        0.01, momentum=0.9, centered=True, weight_decay=0.05),
+    'adagrad': lambda: keras.optimizers.Adagrad(0.1),
+    'adagrad_wd': lambda: keras.optimizers.Adagrad(0.1, weight_decay=0.05),
+    'adadelta': lambda: keras.optimizers.Adadelta(1.0),
+    'adadelta_wd': lambda: keras.optimizers.Adadelta(1.0, weight_decay=0.05),
+    'ftrl': lambda: keras.optimizers.Ftrl(0.1),
+    'ftrl_l1_l2_shrinkage_wd': lambda: keras.optimizers.Ftrl(
+        0.1, l1_regularization_strength=1e-3, l2_regularization_strength=1e-3,
+        l2_shrinkage_regularization_strength=1e-2, beta=0.1,
+        weight_decay=0.05),
+    'lion': lambda: keras.optimizers.Lion(1e-3),
+    'lion_wd': lambda: keras.optimizers.Lion(1e-3, weight_decay=0.5),
+    # Moving averages only written at the end (finalize_variable_values).
+    'sgd_use_ema': lambda: keras.optimizers.SGD(
+        0.1, momentum=0.9, use_ema=True),
+}
+
+
+@keras.utils.register_keras_serializable(package='rigl_tf_test')
+class _ZeroMean(keras.constraints.Constraint):
+  """Centres a kernel (w - mean(w)): moves masked weights off 0."""
+
+  def __call__(self, w):
+    return w - tf.reduce_mean(w)
+
+
+def _drop_grow(method):
+  """Drops and regrows half the active weights at steps 2, 4 and 6."""
+  from rigl_tf import updaters  # pylint: disable=g-import-not-at-top
+  return updaters.get_updater(
+      method, drop_fraction=0.5, drop_fraction_anneal='constant',
+      update_frequency=2, begin_step=2, end_step=6)
+
+
+def _train_and_check(test, make_optimizer, updater, steps=8, strategy=None,
+                     model_fn=test_util.small_mlp):
+  """Trains; asserts masked weights are 0 and slots fresh after every step."""
+  strategy = strategy or tf.distribute.get_strategy()
+  model, optimizer = test_util.build_sparse(
+      strategy, model_fn, 0.8, make_optimizer, updater)
+  weights = optimizer.masked_weights
+  initial = [mw.weight.numpy() for mw in weights]
+  leaks = []
+
+  def check(step):
+    for mw in weights:
+      masked = mw.mask.numpy() == 0
+      weight_leaks = np.count_nonzero(mw.weight.numpy()[masked] != 0)
+      slots, fresh = optimizers.get_slot_resets(optimizer, mw.weight)
+      slot_leaks = sum(
+          np.count_nonzero(slot.numpy()[masked] != np.float32(value))
+          for slot, value in zip(slots, fresh))
+      if weight_leaks or slot_leaks:
+        leaks.append((step, mw.name, int(weight_leaks), int(slot_leaks)))
+
+  test_util.train(strategy, model, optimizer,
+                  test_util.random_data(steps, batch_size=16),
+                  after_step=check)
+  test.assertEqual(leaks, [])
+  test.assertEqual(int(optimizer.iterations.numpy()), steps)
+  # The active weights did train.
+  for mw, before in zip(weights, initial):
+    test.assertGreater(np.count_nonzero(mw.weight.numpy() != before), 0)
+  return optimizer
+
+
+class MaskedWeightsStayZeroTest(tf.test.TestCase, parameterized.TestCase):
+  """Masked weights are exactly 0 after every step, without re-masking.
+
+  The optimizers of `_KEEPS_MASKED_WEIGHTS_AT_ZERO` get no re-masking pass:
+  these tests are what keeps them off it. Each trains with drop/grow (SET
+  applies the weight update on the mask-update step, RigL skips it; the
+  steps in between are static-mask steps) and checks, after every step,
+  `weight == 0` and fresh slots wherever the mask is 0.
+  """
+
+  @parameterized.named_parameters(*[(k, k) for k in _ZERO_KEEPING])
+  def test_no_remasking_and_masked_weights_stay_zero(self, name):
+    make = _ZERO_KEEPING[name]
+    self.assertFalse(optimizers.needs_remasking(
+        make(), tf.Variable(tf.zeros([2]))))
+    # Alternate the updater so each optimizer meets both kinds of step.
+    method = 'rigl' if sorted(_ZERO_KEEPING).index(name) % 2 else 'set'
+    updater = _drop_grow(method)
+    _train_and_check(self, make, updater)
+    # The last update (step 6) moved connections in every layer.
+    self.assertGreater(updater.layer_connections_changed.numpy().min(), 0)
+
+  def test_static_masks_two_replicas(self):
+    _train_and_check(self, _ZERO_KEEPING['adamw_wd_amsgrad'], None, steps=4,
+                     strategy=test_util.two_replica_strategy())
+
+  def test_drop_grow_two_replicas(self):
+    updater = _drop_grow('set')
+    _train_and_check(self, _ZERO_KEEPING['rmsprop_centered_momentum_wd'],
+                     updater, strategy=test_util.two_replica_strategy())
+    self.assertGreater(int(updater.connections_changed.numpy()), 0)
+
+  def test_every_known_optimizer_states_its_rule(self):
+    # pylint: disable=protected-access
+    self.assertEqual(set(optimizers._KEEPS_MASKED_WEIGHTS_AT_ZERO),
+                     set(optimizers._SLOT_LISTS))
+    tested = {type(make()) for make in _ZERO_KEEPING.values()}
+    self.assertEqual(tested, set(optimizers._SLOT_LISTS))
+
+
+class _PruneKeepingSlots(updaters_lib.MaskUpdater):
+  """At step 2, masks the first half of each mask's active entries.
+
+  It zeroes the pruned weights but, like TFMOT's pruning, leaves their
+  optimizer slots as they are.
+  """
+
+  def is_update_step(self, step):
+    return tf.equal(step, 2)
+
+  def update_masks(self, strategy, masked_weights, dense_grads, step,
+                   optimizer):
+    del dense_grads, step, optimizer
+    for mw in masked_weights:
+      strategy.extended.update(mw.mask, _prune_first_half,
+                               args=(mw.weight,), group=False)
+
+
+def _prune_first_half(mask, weight):
+  flat = tf.reshape(tf.cast(mask, tf.float32), [-1])
+  first_half = tf.cumsum(flat) <= tf.reduce_sum(flat) / 2
+  new = tf.reshape(tf.where(first_half, 0.0, flat), tf.shape(mask))
+  mask.assign(tf.cast(new, mask.dtype), read_value=False)
+  weight.assign(weight * tf.cast(new, weight.dtype), read_value=False)
+
+
+class RemaskingTest(tf.test.TestCase):
+  """Where a step can move a masked weight, the mask is applied again."""
+
+  def test_updater_that_leaves_slots_of_pruned_weights(self):
+    # The optimizer resets them after every mask update (momentum would
+    # move the pruned weights otherwise).
+    updater = _PruneKeepingSlots()
+    optimizer = _train_and_check(
+        self, _ZERO_KEEPING['sgd_momentum_wd'], updater, steps=5)
+    for mw, initial in zip(optimizer.masked_weights, updater.layer_itop_rates(
+        ).values()):
+      before = round(float(initial) * mw.size)
+      self.assertEqual(int(tf.reduce_sum(mw.mask)), before - before // 2)
+
+  def test_ema_overwrite_with_drop_grow(self):
+    # Every 2 steps the weights become their moving averages; a dropped
+    # weight's average is not 0.
+    make = lambda: keras.optimizers.SGD(  # noqa: E731
+        0.1, momentum=0.9, use_ema=True, ema_overwrite_frequency=2)
+    self.assertTrue(optimizers.needs_remasking(
+        make(), tf.Variable(tf.zeros([2]))))
+    _train_and_check(self, make, _drop_grow('set'))
+
+  def test_constrained_kernel(self):
+
+    def model_fn():
+      keras.utils.set_random_seed(0)
+      return keras.Sequential([
+          keras.layers.Flatten(input_shape=(8, 8, 1)),
+          keras.layers.Dense(
+              16, activation='relu', name='fc1',
+              kernel_constraint=_ZeroMean()),
+          keras.layers.Dense(10, name='logits'),
+      ])
+
+    model = model_fn()
+    self.assertTrue(optimizers.needs_remasking(
+        keras.optimizers.SGD(0.1), model.layers[1].kernel))
+    self.assertFalse(optimizers.needs_remasking(
+        keras.optimizers.SGD(0.1), model.layers[2].kernel))
+    _train_and_check(self, lambda: keras.optimizers.SGD(0.1), None, steps=3,
+                     model_fn=model_fn)
+
+  def test_subclass_of_a_known_optimizer(self):
+
+    class NoisySGD(keras.optimizers.SGD):
+      """SGD that also adds noise to every weight."""
+
+      def update_step(self, gradient, variable):
+        super().update_step(gradient, variable)
+        variable.assign_add(tf.fill(tf.shape(variable), 1e-3))
+
+    self.assertTrue(optimizers.needs_remasking(
+        NoisySGD(0.1), tf.Variable(tf.zeros([2]))))
+    _train_and_check(self, lambda: NoisySGD(0.1), None, steps=3)
 
 
 class UseEmaTest(tf.test.TestCase):

@@ -14,9 +14,10 @@
 """Mask updaters: what a sparse training method does to the masks.
 
 A `MaskUpdater` is plugged into `SparseOptimizer`. The optimizer masks the
-gradients, calls `on_step` (every step), applies the wrapped optimizer,
-re-masks the weights, and, on the steps where `is_update_step(step)` is true,
-calls `update_masks`; both hooks run in cross-replica context with the
+gradients, calls `on_step` (every step), applies the wrapped optimizer
+(re-masking the weights it could move: `optimizers.needs_remasking`), and, on
+the steps where `is_update_step(step)` is true, calls `update_masks` (which
+leaves dropped weights at 0); both hooks run in cross-replica context with the
 all-reduced dense gradients. A method is a subclass that says when and how
 masks change, and what a training step costs (`training_flops_per_step`,
 which `rigl_tf.flops` looks up); a registry maps method names to classes,
