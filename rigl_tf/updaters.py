@@ -201,6 +201,25 @@ class MaskUpdater(tf.Module):
     del train_steps
     masks_lib.init_masks(model, plan.final, seed=seed, method=method)
 
+  def wrap_model(self, model):
+    """The model whose forward pass the training steps call.
+
+    The trainer calls it once, in the strategy's scope, after
+    `init_masks`. A method that acts through layer wrappers of its own
+    (`tfmot_gmp`: TFMOT's `PruneLowMagnitude`) returns a model of those
+    wrappers around the masked layers, sharing `model`'s variables, and
+    keeps the wrappers (so their state is checkpointed with the updater).
+    Everything else (the optimizer, evaluation, reports, checkpoints of the
+    model) uses `model` itself.
+
+    Args:
+      model: the sparsified model with its initial masks.
+
+    Returns:
+      `model` (for every method that needs no wrapper).
+    """
+    return model
+
   def is_update_step(self, step):
     """Whether masks change at `step` (a Python bool or a scalar tensor)."""
     del step
