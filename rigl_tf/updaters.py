@@ -22,7 +22,10 @@ all-reduced dense gradients. A method is a subclass that says when and how
 masks change, and what a training step costs (`training_flops_per_step`,
 which `rigl_tf.flops` looks up); a registry maps method names to classes,
 the one registry of methods, and gin configures them. The trainer tells an
-updater the run's length and seed (`configure_run`) before it is built.
+updater the run's length and seed (`configure_run`) before it is built, and
+its training steps call the model `wrap_model` returns (the model itself,
+except for a method that acts through layer wrappers of its own, such as
+`tfmot_gmp` through TFMOT's).
 
 This module holds
 
