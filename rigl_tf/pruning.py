@@ -614,8 +614,8 @@ class TFMOTGMP(_GradualPruning):
   the `UpdatePruningStep` callback sets 0 before training, as `wrap_model`
   does) and, on the schedule's steps, recomputes the mask from |w| and
   zeroes the pruned weights before the forward pass. So TFMOT's step s is
-  the optimizer's step s - 1, and its pruning at s ranks the weights that
-  this library's `gmp` ranks at step s - 2 (after that step's update).
+  the optimizer's step s - 1, and its pruning at s ranks the weights left
+  by the update of step s - 2 (where `gmp` would prune after step s - 2).
 
   After a step where TFMOT pruned, `update_masks` copies TFMOT's masks into
   this library's masks and zeroes the pruned weights and their optimizer
