@@ -132,7 +132,7 @@ def _short_name(variable):
 
 
 @keras.utils.register_keras_serializable(package='rigl_tf')
-class MaskedLayer(keras.layers.Wrapper):
+class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
   """Wraps a Keras layer and owns a 0/1 mask for each of its prunable weights.
 
   The wrapper keeps the wrapped layer's name, so per-layer configuration
@@ -148,6 +148,10 @@ class MaskedLayer(keras.layers.Wrapper):
   Depthwise kernels are not masked unless `mask_depthwise=True` (RigL keeps
   them dense): a SeparableConv gets a mask on its pointwise kernel only, and
   a DepthwiseConv layer can be wrapped only with `mask_depthwise=True`.
+
+  A masked layer is a TFMOT `PrunableLayer` whose prunable weights are its
+  masked ones, so `tfmot.sparsity.keras.prune_low_magnitude` can wrap it
+  (the `tfmot_gmp` method does).
 
   Attributes:
     layer: the wrapped layer.
@@ -235,6 +239,10 @@ class MaskedLayer(keras.layers.Wrapper):
   @property
   def masks(self):
     return list(self._mask_list)
+
+  def get_prunable_weights(self):
+    """TFMOT's `PrunableLayer` interface: the masked weights."""
+    return self.prunable_weights
 
   def get_config(self):
     return {**super().get_config(), 'mask_depthwise': self.mask_depthwise}

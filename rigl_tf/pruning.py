@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Methods that prune: GMP, GraNet and SNIP, registered as mask updaters.
+"""Methods that prune: GMP, GraNet, TFMOT's GMP and SNIP, as mask updaters.
 
 * `gmp` (Zhu & Gupta): from dense masks, prune by magnitude to the cubic
   schedule of `schedules.cubic_sparsity` every ΔT steps between
@@ -23,6 +23,11 @@
   further floor(r_t · n) of the active weights by magnitude and regrow as
   many where the dense gradient is largest, r_t cosine-decayed from
   `prune_rate` to 0.005 over the whole training.
+* `tfmot_gmp`: the independent reference for `gmp`: TensorFlow Model
+  Optimization prunes layer-wise to `PolynomialDecay(power=3)`, the model
+  trained through `tfmot.sparsity.keras.prune_low_magnitude` wrappers around
+  the masked layers (`TFMOTGMP.wrap_model`), its masks copied into this
+  library's after each of its pruning steps.
 * `snip` (Lee et al. 2019): at step 0, with dense masks, keep per layer the
   budget of the distribution (or globally) with the largest |g · w|, the
   gradient all-reduced over replicas; no weight update on that step; the
@@ -42,12 +47,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
-
-# TFMOT's magnitude-pruning engine: what prune_low_magnitude's
-# PruneLowMagnitude wrapper builds and runs.
-from tensorflow_model_optimization.python.core.sparsity.keras import (
-  pruning_impl,
-)
+import tf_keras as keras
 
 from rigl_tf import masks as masks_lib
 from rigl_tf import schedules
@@ -377,9 +377,8 @@ class _GradualPruning(updaters.DropGrowUpdater):
     names = [(i, mw.layer.name) for i, mw in enumerate(self._masked_weights)
              if mw.layer.name in counted]
     sizes = self._layer_sizes
-    # Step t trains with the counts of the last pruning step before t.
-    row_of_step = np.searchsorted(self.pruning_steps(), np.arange(train_steps),
-                                  side='left')
+    row_of_step = np.searchsorted(self._mask_change_steps(),
+                                  np.arange(train_steps), side='right')
     row_flops = [
         flops.summarize(flops.with_densities(
             costs, {name: float(row[i] / sizes[i]) for i, name in names}
@@ -389,6 +388,10 @@ class _GradualPruning(updaters.DropGrowUpdater):
                np.asarray(row_flops)[row_of_step]}
     options.update(self._regrowth_cost_options(train_steps))
     return options
+
+  def _mask_change_steps(self):
+    """Per pruning step, the first optimizer step trained with its masks."""
+    return self.pruning_steps() + 1
 
   def _regrowth_cost_options(self, train_steps):
     del train_steps
@@ -600,15 +603,28 @@ class GraNet(_GradualPruning):
 class TFMOTGMP(_GradualPruning):
   """GMP by TensorFlow Model Optimization: the independent reference.
 
-  The masks are chosen by TFMOT's own pruning engine (`pruning_impl.
-  Pruning`, the object `prune_low_magnitude`'s `PruneLowMagnitude` wrapper
-  builds and calls) with `tfmot.sparsity.keras.PolynomialDecay(power=3)`
-  from 0 to each layer's final sparsity of the distribution, on this
-  library's mask variables, so that the trainer, checkpoints and reports
-  are those of every other method. TFMOT is layer-wise, keeps round(n (1 -
-  s)) weights (this library: n - floor(s n)) and updates its masks before
-  the forward pass of a step (here: after the weight update, as every
-  updater does). Layers fixed by the user are left alone.
+  `wrap_model` returns the model the trainer trains: every pruned masked
+  layer wrapped by `tfmot.sparsity.keras.prune_low_magnitude` (a
+  `PruneLowMagnitude` layer, sharing the masked layer's variables) with
+  `tfmot.sparsity.keras.PolynomialDecay(power=3)` from sparsity 0 to the
+  layer's final sparsity of the distribution; `begin_step`,
+  `final_prune_step` and `update_frequency` are the schedule's
+  `begin_step`, `end_step` and `frequency`. TFMOT does the pruning: every
+  training call of a wrapper counts one step of its `pruning_step` (from 1:
+  the `UpdatePruningStep` callback sets 0 before training, as `wrap_model`
+  does) and, on the schedule's steps, recomputes the mask from |w| and
+  zeroes the pruned weights before the forward pass. So TFMOT's step s is
+  the optimizer's step s - 1, and its pruning at s ranks the weights left
+  by the update of step s - 2 (where `gmp` would prune after step s - 2).
+
+  After a step where TFMOT pruned, `update_masks` copies TFMOT's masks into
+  this library's masks and zeroes the pruned weights and their optimizer
+  slots: the invariant, the sparsity table, the FLOP count of the density
+  schedule reached, the ITOP record and the summaries are those of every
+  other method. TFMOT is layer-wise, and keeps the max(round(n (1 - s)), 1)
+  largest |w| of a layer of n weights, s its schedule's float32 sparsity
+  (this library: n - floor(s n)); weights tied with the threshold are kept
+  too. Layers fixed by the user are not wrapped.
   """
 
   def __init__(self, update_frequency=100, begin_step=0,
@@ -627,46 +643,125 @@ class TFMOTGMP(_GradualPruning):
                      begin_step=begin_step,
                      final_prune_step=final_prune_step, scope='layerwise',
                      seed=seed, name=name)
-    self._pruning = []
-    self._thresholds = []
-    self._step = None
+    # TFMOT's wrappers: tracked, so that their state (mask, threshold,
+    # pruning_step) is checkpointed with the updater.
+    self._wrappers = []
+    self._set_tfmot_masks(None)
+
+  @tf.__internal__.tracking.no_automatic_dependency_tracking
+  def _set_tfmot_masks(self, tfmot_masks):
+    # Per masked weight, TFMOT's mask variable (None: not pruned). Already
+    # tracked through the wrappers.
+    self._tfmot_masks = tfmot_masks
+
+  def polynomial_decay(self, final_sparsity):
+    """TFMOT's schedule of a layer pruned to `final_sparsity`."""
+    return tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=final_sparsity,
+        begin_step=self.begin_step, end_step=self.final_prune_step,
+        power=3, frequency=self.update_frequency)
+
+  def wrap_model(self, model):
+    """The model with `prune_low_magnitude` around the pruned layers.
+
+    Args:
+      model: the sparsified (Sequential or Functional) model after
+        `init_masks`.
+
+    Returns:
+      A clone of `model` made of the same layers, each pruned masked layer
+      inside TFMOT's `PruneLowMagnitude`.
+
+    Raises:
+      ValueError: before `init_masks`, if called twice, or for a layer
+        whose masked weights have different final sparsities (TFMOT prunes
+        a layer's weights to one schedule).
+    """
+    from rigl_tf import layers  # pylint: disable=g-import-not-at-top
+    if self._table is None:
+      raise ValueError('TFMOTGMP.wrap_model needs the schedule: call '
+                       'updater.init_masks(model, plan, ...) first.')
+    if self._wrappers:
+      raise ValueError('TFMOTGMP wraps one model.')
+    finals = {}
+    for mw, sparsity in zip(layers.get_masked_weights(model),
+                            self._final_sparsities):
+      finals.setdefault(id(mw.layer), []).append(sparsity)
+
+    def wrap(layer):
+      if isinstance(layer, keras.Model):
+        return keras.models.clone_model(layer, clone_function=wrap)
+      sparsities = finals.get(id(layer))
+      if not sparsities or None in sparsities:  # Unmasked or user-fixed.
+        return layer
+      if len(set(sparsities)) > 1:
+        raise ValueError(
+            f'tfmot_gmp prunes all masked weights of layer {layer.name!r} to '
+            f'one sparsity, but the plan gives {sorted(set(sparsities))}.')
+      wrapper = tfmot.sparsity.keras.prune_low_magnitude(
+          layer, pruning_schedule=self.polynomial_decay(sparsities[0]))
+      self._wrappers.append(wrapper)
+      return wrapper
+
+    wrapped = keras.models.clone_model(model, clone_function=wrap)
+    if not wrapped.built:
+      wrapped.build(model.input_shape)
+    for wrapper in self._wrappers:
+      # What UpdatePruningStep does before training; the wrappers count
+      # from there and are checkpointed with their counts.
+      wrapper.pruning_step.assign(0)
+    return wrapped
 
   def build(self, masked_weights):
     super().build(masked_weights)
-    for mw, sparsity in zip(self._masked_weights, self._final_sparsities):
-      if sparsity is None:
-        self._pruning.append(None)
-        continue
-      threshold = updaters.state_variable(
-          tf.zeros([], mw.weight.dtype), name=f'threshold_{mw.index}')
-      self._thresholds.append(threshold)
-      schedule = tfmot.sparsity.keras.PolynomialDecay(
-          initial_sparsity=0.0, final_sparsity=sparsity,
-          begin_step=self.begin_step, end_step=self.final_prune_step,
-          power=3, frequency=self.update_frequency)
-      self._pruning.append(pruning_impl.Pruning(
-          training_step_fn=lambda: self._step,
-          pruning_vars=[(mw.weight, mw.mask, threshold)],
-          pruning_schedule=schedule, block_size=(1, 1),
-          block_pooling_type='AVG'))
+    by_weight = {}
+    for wrapper in self._wrappers:
+      for weight, mask, _ in wrapper.pruning_vars:
+        by_weight[id(weight)] = mask
+    tfmot_masks = [by_weight.get(id(mw.weight)) for mw in masked_weights]
+    pruned = [s is not None for s in self._final_sparsities]
+    if [m is not None for m in tfmot_masks] != pruned:
+      raise ValueError(
+          'tfmot_gmp prunes through TFMOT\'s wrappers: train the model that '
+          'updater.wrap_model(model) returns (rigl_tf.train_lib does), with '
+          'an optimizer around `model`.')
+    self._set_tfmot_masks(tfmot_masks)
+
+  def is_update_step(self, step):
+    """Whether TFMOT pruned in this step's forward pass (its step + 1)."""
+    return schedules.is_update_step(step + 1, self.begin_step,
+                                    self.final_prune_step,
+                                    self.update_frequency)
 
   def update_masks(self, strategy, masked_weights, dense_grads, step,
                    optimizer):
-    del dense_grads, optimizer
-    self._step = tf.cast(step, tf.int64)
-    for mw, pruning in zip(masked_weights, self._pruning):
-      if pruning is None:
-        continue
-      # In cross-replica context TFMOT assigns the mirrored mask directly.
-      pruning.conditional_mask_update()
-      strategy.extended.update(mw.weight, _multiply_by_mask,
-                               args=(mw.mask,), group=False)
+    """Copies TFMOT's new masks into this library's (cross-replica)."""
+    from rigl_tf import optimizers  # pylint: disable=g-import-not-at-top
+    del dense_grads
+    for mw, tfmot_mask in zip(masked_weights, self._tfmot_masks):
+      if tfmot_mask is not None:
+        strategy.extended.update(
+            mw.mask, _copy_mask,
+            args=(tfmot_mask, mw.weight,
+                  optimizers.get_slot_variables(optimizer, mw.weight)),
+            group=False)
     self.record_ever_active(strategy)
-    self._record_counts(masked_weights, step)
+    # The row of TFMOT's step.
+    self._record_counts(masked_weights, step + 1)
+
+  def _mask_change_steps(self):
+    # TFMOT's pruning at step s already shapes the optimizer's step s - 1.
+    return self.pruning_steps() - 1
 
 
-def _multiply_by_mask(weight, mask):
-  return weight.assign(weight * tf.cast(mask, weight.dtype), read_value=False)
+def _copy_mask(mask, tfmot_mask, weight, slots):
+  """This library's mask := TFMOT's; pruned weights and slots zeroed."""
+  new_mask = tf.cast(tfmot_mask, mask.dtype)
+  mask.assign(new_mask, read_value=False)
+  weight.assign(weight * tf.cast(new_mask, weight.dtype), read_value=False)
+  for slot in slots:
+    slot.assign(slot * tf.cast(new_mask, slot.dtype), read_value=False)
+  return new_mask
 
 
 @updaters.register('snip')

@@ -22,6 +22,7 @@ import math
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
+import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from rigl_tf import flops
@@ -56,6 +57,8 @@ def _run(strategy, updater, num_steps, sparsity=0.9, jit_compile=False,
   """Trains `num_steps` steps on random data; records every step."""
   model, optimizer, plan = _build(strategy, updater, sparsity, num_steps,
                                   **kwargs)
+  with strategy.scope():  # As the trainer: the model the steps call.
+    train_model = updater.wrap_model(model)
   weights = layers.get_masked_weights(model)
   initial = [mw.mask.numpy() for mw in weights]
   records = []
@@ -67,13 +70,29 @@ def _run(strategy, updater, num_steps, sparsity=0.9, jit_compile=False,
         'replica_masks': [test_util.local_values(mw.mask, strategy)
                           for mw in weights],
         'bad': layers.check_invariant(model),
+        'weights': [mw.weight.numpy() for mw in weights],
+        # TFMOT's own masks (tfmot_gmp), in the order of `weights`.
+        'tfmot_masks': [
+            [m.numpy() for _, m, _ in wrapper.pruning_vars]
+            for wrapper in _prune_low_magnitude_layers(train_model)],
     })
 
-  test_util.train(strategy, model, optimizer,
+  test_util.train(strategy, train_model, optimizer,
                   test_util.random_data(num_steps, seed=1),
                   jit_compile=jit_compile, after_step=after_step)
   _run.last_model = model
+  _run.last_train_model = train_model
   return initial, records, weights, plan
+
+
+# TFMOT's wrapper class, as its public `prune_low_magnitude` makes it.
+_PRUNE_LOW_MAGNITUDE = type(tfmot.sparsity.keras.prune_low_magnitude(
+    keras.layers.Dense(1)))
+
+
+def _prune_low_magnitude_layers(model):
+  return [layer for layer in model.layers
+          if isinstance(layer, _PRUNE_LOW_MAGNITUDE)]
 
 
 def _cubic_ones(size, initial_ones, final_ones, k, num_updates):
@@ -377,12 +396,140 @@ class SNIPTest(tf.test.TestCase, parameterized.TestCase):
                         sum(budgets) / sum(mw.size for mw in weights))
 
 
+def _tfmot_sparsity(step, final, begin, end):
+  """PolynomialDecay's sparsity, power 3, from 0 (written independently)."""
+  p = min(max((step - begin) / (end - begin), 0.0), 1.0)
+  return final * (1 - (1 - p) ** 3)
+
+
+def _tfmot_ones(size, sparsity):
+  """What TFMOT keeps of `size` weights at `sparsity` (its rounding)."""
+  return max(round(size * (1 - sparsity)), 1)
+
+
+class TFMOTGMPTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.named_parameters(('eager', False), ('jit_compile', True))
+  def test_trains_through_prune_low_magnitude_with_its_masks(self,
+                                                             jit_compile):
+    # TFMOT prunes at its steps 2, 4, 6: in the forward pass of the
+    # optimizer's steps 1, 3, 5 (the wrappers count training calls from 1).
+    updater = pruning.TFMOTGMP(update_frequency=2, final_prune_step=6)
+    initial, records, weights, plan = _run(
+        tf.distribute.get_strategy(), updater, 10, jit_compile=jit_compile)
+    train_model = _run.last_train_model
+    wrappers = _prune_low_magnitude_layers(train_model)
+    # Every masked layer trains inside TFMOT's wrapper (the same layer).
+    self.assertLen(wrappers, 3)
+    self.assertEqual([id(w.layer) for w in wrappers],
+                     [id(mw.layer) for mw in weights])
+    self.assertEqual(
+        [type(layer).__name__ for layer in
+         tfmot.sparsity.keras.strip_pruning(train_model).layers],
+        ['Flatten', 'MaskedLayer', 'MaskedLayer', 'MaskedLayer'])
+    for wrapper, mw in zip(wrappers, weights):
+      self.assertEqual(int(wrapper.pruning_step.numpy()), 10)
+      self.assertEqual(
+          wrapper.pruning_schedule.get_config(),
+          {'class_name': 'PolynomialDecay',
+           'config': {'initial_sparsity': 0.0,
+                      'final_sparsity': plan.final[mw.name],
+                      'power': 3, 'begin_step': 0, 'end_step': 6,
+                      'frequency': 2}})
+    for m in initial:  # Dense-to-sparse.
+      self.assertEqual(m.min(), 1.0)
+    for t, record in enumerate(records):
+      self.assertEmpty(record['bad'])
+      last = (t + 1) // 2 * 2  # TFMOT's last pruning step, t + 1 at most.
+      for mw, mask, tfmot_masks in zip(weights, record['masks'],
+                                       record['tfmot_masks']):
+        np.testing.assert_array_equal(mask, tfmot_masks[0],
+                                      err_msg=str((t, mw.name)))
+        expected = mw.size if last == 0 else _tfmot_ones(
+            mw.size, _tfmot_sparsity(min(last, 6), plan.final[mw.name], 0,
+                                     6))
+        self.assertEqual(int(mask.sum()), expected, msg=(t, mw.name))
+    # The FLOP count follows the masks each step trained with: TFMOT's
+    # pruning at step s shapes the optimizer's step s - 1 already.
+    costs = flops.layer_costs(_run.last_model)
+    expected = []
+    for t in range(10):
+      densities = {mw.name: float(record_mask.sum()) / mw.size
+                   for mw, record_mask in zip(
+                       weights, records[t - 1]['masks'] if t % 2 == 0
+                       and t > 0 else records[t]['masks'])}
+      expected.append(flops.summarize(
+          flops.with_densities(costs, densities)).flops)
+    options = updater.training_cost_options(10, costs)
+    np.testing.assert_allclose(options['density_schedule_flops'], expected,
+                               rtol=1e-12)
+
+  def test_keeps_the_largest_magnitudes_of_each_layer(self):
+    # lr = 0: TFMOT ranks the initial weights at each pruning step.
+    updater = pruning.TFMOTGMP(update_frequency=1, final_prune_step=2)
+    initial_weights = None
+    with tf.distribute.get_strategy().scope():
+      model = layers.sparsify(test_util.small_mlp())
+      initial_weights = [mw.weight.numpy()
+                         for mw in layers.get_masked_weights(model)]
+    _, records, weights, plan = _run(tf.distribute.get_strategy(), updater,
+                                     3, optimizer_fn=_sgd(0.0))
+    for mw, w, mask in zip(weights, initial_weights, records[-1]['masks']):
+      keep = masks.distributions.num_ones(plan.final[mw.name], mw.size)
+      order = np.argsort(-np.abs(w).ravel(), kind='stable')
+      expected = np.zeros(mw.size)
+      expected[order[:_tfmot_ones(mw.size, plan.final[mw.name])]] = 1
+      np.testing.assert_array_equal(mask.ravel(), expected)
+      # TFMOT rounds where this library floors: at most one weight apart.
+      self.assertLessEqual(abs(int(mask.sum()) - keep), 1)
+
+  def test_schedule_is_the_cubic_schedule(self):
+    from rigl_tf import schedules  # pylint: disable=g-import-not-at-top
+    updater = pruning.TFMOTGMP(update_frequency=100, begin_step=200,
+                               final_prune_step=1200)
+    schedule = updater.polynomial_decay(0.9)
+    # TFMOT's step s is the optimizer's step s - 1.
+    for step in range(0, 1500, 50):
+      prunes, sparsity = schedule(tf.constant(step, tf.int64))
+      self.assertEqual(bool(prunes), updater.is_update_step(step - 1),
+                       msg=step)
+      if not bool(prunes):
+        continue
+      closed = schedules.cubic_sparsity(step, 0.0, 0.9, 200, 1200, 100)
+      self.assertAlmostEqual(float(sparsity), closed, places=6, msg=step)
+      self.assertAlmostEqual(float(sparsity),
+                             _tfmot_sparsity(step, 0.9, 200, 1200),
+                             places=6, msg=step)
+    self.assertEqual([t for t in range(1500) if updater.is_update_step(t)],
+                     list(range(199, 1200, 100)))
+    # The counts: TFMOT's max(round(n (1 - s)), 1) against this library's
+    # n - floor(s n): equal, or TFMOT one below where n (1 - s) has a
+    # fractional part under 1/2.
+    for size in (77, 1000, 19_200):
+      ours = schedules.cubic_counts(size, size, size - math.floor(
+          0.9 * size), 200, 1200, 100)
+      for k, count in enumerate(ours):
+        step = 200 + 100 * k
+        tfmot_count = _tfmot_ones(size, _tfmot_sparsity(step, 0.9, 200, 1200))
+        self.assertIn(count - tfmot_count, (0, 1), msg=(size, step))
+
+  def test_needs_the_wrapped_model(self):
+    updater = pruning.TFMOTGMP(update_frequency=2, final_prune_step=6)
+    model, optimizer, _ = _build(tf.distribute.get_strategy(), updater, 0.9,
+                                 10)
+    with self.assertRaisesRegex(ValueError, 'wrap_model'):
+      test_util.train(tf.distribute.get_strategy(), model, optimizer,
+                      test_util.random_data(1))
+
+
 class DistributedTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.named_parameters(
       ('gmp', lambda: pruning.GMP(update_frequency=2, final_prune_step=6)),
       ('granet', lambda: pruning.GraNet(update_frequency=2,
                                         final_prune_step=6)),
+      ('tfmot_gmp', lambda: pruning.TFMOTGMP(update_frequency=2,
+                                             final_prune_step=6)),
       ('snip', lambda: pruning.SNIP(scope='global')))
   def test_two_replicas_give_the_masks_of_one_device(self, make):
     _, one, _, _ = _run(tf.distribute.get_strategy(), make(), 10)

@@ -646,6 +646,9 @@ def _build(strategy, info, config):
                            train_steps=config.train_steps)
       except ValueError as e:
         raise UserError(str(e)) from e
+    # The model the training steps call: `model` itself, or a method's own
+    # wrappers around its layers (tfmot_gmp: TFMOT's), sharing its variables.
+    train_model = updater.wrap_model(model)
     inner, lr_schedule = make_optimizer(
         config.train_steps, batch_size=config.batch_size,
         steps_multiplier=config.training_steps_multiplier)
@@ -655,7 +658,7 @@ def _build(strategy, info, config):
       # float16 gradients underflow without loss scaling; bfloat16's range
       # is float32's and needs none.
       optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-  return model, optimizer, updater, lr_schedule, planned
+  return model, train_model, optimizer, updater, lr_schedule, planned
 
 
 @contextlib.contextmanager
@@ -945,6 +948,8 @@ class _Run:
   strategy: tf.distribute.Strategy
   info: data.DatasetInfo
   model: keras.Model
+  # What the training steps call (`updater.wrap_model(model)`).
+  train_model: keras.Model
   optimizer: keras.optimizers.Optimizer
   updater: updaters.MaskUpdater
   lr_schedule: Callable
@@ -1115,7 +1120,7 @@ def _strategy_and_info(config):
 def _set_up(config):
   """Builds everything a run needs; nothing is written yet."""
   strategy, info = _strategy_and_info(config)
-  model, optimizer, updater, lr_schedule, planned = _build(
+  model, train_model, optimizer, updater, lr_schedule, planned = _build(
       strategy, info, config)
   eval_ds = data.get_dataset(
       config.dataset, 'eval', config.eval_batch_size, training=False,
@@ -1123,8 +1128,8 @@ def _set_up(config):
       manual_dir=config.manual_dir)
   return _Run(
       config=config, strategy=strategy, info=info, model=model,
-      optimizer=optimizer, updater=updater, lr_schedule=lr_schedule,
-      planned_sparsities=planned,
+      train_model=train_model, optimizer=optimizer, updater=updater,
+      lr_schedule=lr_schedule, planned_sparsities=planned,
       evaluate=_make_evaluate(strategy, model, eval_ds, info.num_classes),
       say=(lambda *a: None) if config.quiet else _print)
 
@@ -1215,7 +1220,7 @@ def _train(run):
   checkpointer, train_iterator = _restore_or_start(run, output)
   config = run.config
   train_loop = _make_train_loop(
-      run.strategy, run.model, run.optimizer, run.info.num_classes,
+      run.strategy, run.train_model, run.optimizer, run.info.num_classes,
       config.batch_size, config.label_smoothing, metrics,
       config.jit_compile)
   if output.chief:

@@ -22,7 +22,10 @@ all-reduced dense gradients. A method is a subclass that says when and how
 masks change, and what a training step costs (`training_flops_per_step`,
 which `rigl_tf.flops` looks up); a registry maps method names to classes,
 the one registry of methods, and gin configures them. The trainer tells an
-updater the run's length and seed (`configure_run`) before it is built.
+updater the run's length and seed (`configure_run`) before it is built, and
+its training steps call the model `wrap_model` returns (the model itself,
+except for a method that acts through layer wrappers of its own, such as
+`tfmot_gmp` through TFMOT's).
 
 This module holds
 
@@ -200,6 +203,25 @@ class MaskUpdater(tf.Module):
     """
     del train_steps
     masks_lib.init_masks(model, plan.final, seed=seed, method=method)
+
+  def wrap_model(self, model):
+    """The model whose forward pass the training steps call.
+
+    The trainer calls it once, in the strategy's scope, after
+    `init_masks`. A method that acts through layer wrappers of its own
+    (`tfmot_gmp`: TFMOT's `PruneLowMagnitude`) returns a model of those
+    wrappers around the masked layers, sharing `model`'s variables, and
+    keeps the wrappers (so their state is checkpointed with the updater).
+    Everything else (the optimizer, evaluation, reports, checkpoints of the
+    model) uses `model` itself.
+
+    Args:
+      model: the sparsified model with its initial masks.
+
+    Returns:
+      `model` (for every method that needs no wrapper).
+    """
+    return model
 
   def is_update_step(self, step):
     """Whether masks change at `step` (a Python bool or a scalar tensor)."""
