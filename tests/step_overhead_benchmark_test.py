@@ -108,6 +108,7 @@ class TrainerLoopTest(unittest.TestCase):
       self.assertAlmostEqual(row['steps_per_s'] * row['seconds'], 24,
                              delta=1e-6 * 24)
       self.assertTrue(0 < row['fraction_in_compiled_loop'] <= 1, name)
+      self.assertGreaterEqual(row['loop_steps_per_s'], row['steps_per_s'])
     self.assertIn('steps/s', stdout)
 
 
