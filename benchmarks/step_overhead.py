@@ -205,12 +205,12 @@ def _round_runner(strategy, model, optimizer, batch, num_classes, xla):
     # Waits for the steps (the loss reads the last step's result).
     return float(metrics['loss'].result())
 
-  return run, metrics
+  return run
 
 
 def step_cases(model_name, batch_size, image_size, sparsity, delta_t, rounds,
                methods, xla):
-  """Times the step cases; dict case -> per-round seconds.
+  """Times the step cases, round-robin, on one fixed in-memory batch.
 
   Returns:
     (times, losses): times[case] = {'update': [...], 'rest': [...]}: the
@@ -235,12 +235,12 @@ def step_cases(model_name, batch_size, image_size, sparsity, delta_t, rounds,
   for method in methods:
     builders[method] = (lambda m=method: _sparse_case(
         model_fn, m, sparsity, delta_t, train_steps))
-  runners, callbacks, metrics = {}, {}, {}
+  runners, callbacks = {}, {}
   for name, build in builders.items():
     with strategy.scope():
       keras.utils.set_random_seed(0)
       model, optimizer, callbacks[name] = build()
-    runners[name], metrics[name] = _round_runner(
+    runners[name] = _round_runner(
         strategy, model, optimizer, batch, num_classes, xla)
   times = {name: {'update': [], 'rest': []} for name in runners}
   losses = {}
