@@ -727,7 +727,8 @@ def _make_train_loop(strategy, model, optimizer, num_classes, global_batch,
   def train_loop(iterator, num_steps):
     for _ in tf.range(num_steps):
       batch = next(iterator)
-      if not _uses_distributed_dataset(strategy):
+      # One replica takes the whole batch: no slicing ops in its step.
+      if num_replicas > 1 and not _uses_distributed_dataset(strategy):
         batch = split(batch)
       strategy.run(replica_step, args=batch)
 

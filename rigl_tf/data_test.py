@@ -1,0 +1,61 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests of the input pipelines on the offline digits data."""
+
+import itertools
+
+import numpy as np
+import tensorflow as tf
+
+from rigl_tf import data
+
+
+def _per_example_scale(image, label):
+  """`data.scale_image` as a user's map (the per-example path)."""
+  return data.scale_image(image, label)
+
+
+class DefaultPreprocessingTest(tf.test.TestCase):
+  """The default pipeline scales whole batches; it must equal per-example."""
+
+  def _batches(self, training, preprocess_fn, count):
+    ds = data.get_dataset('digits', 'train' if training else 'eval', 32,
+                          training=training, preprocess_fn=preprocess_fn,
+                          seed=3)
+    return [(x.numpy(), y.numpy()) for x, y in itertools.islice(ds, count)]
+
+  def test_training_batches_equal_the_per_example_pipeline(self):
+    fast = self._batches(True, None, 50)  # 50 batches: past one epoch.
+    reference = self._batches(True, _per_example_scale, 50)
+    for (x, y), (x_ref, y_ref) in zip(fast, reference):
+      self.assertEqual(x.dtype, np.float32)
+      self.assertAllEqual(y, y_ref)
+      self.assertAllEqual(x, x_ref)
+    # uint8 pixels over 255: [0, 1], whole multiples of 1/255.
+    pixels = np.concatenate([x.ravel() for x, _ in fast])
+    self.assertEqual((pixels.min(), pixels.max()), (0.0, 1.0))
+    self.assertAllEqual(pixels * 255, np.round(pixels * 255))
+
+  def test_evaluation_batches_equal_the_per_example_pipeline(self):
+    fast = self._batches(False, None, 100)
+    reference = self._batches(False, _per_example_scale, 100)
+    # 360 test images: 11 full batches and the last 8 kept.
+    self.assertEqual([len(y) for _, y in fast], [32] * 11 + [8])
+    for (x, y), (x_ref, y_ref) in zip(fast, reference, strict=True):
+      self.assertAllEqual(y, y_ref)
+      self.assertAllEqual(x, x_ref)
+
+
+if __name__ == '__main__':
+  tf.test.main()
