@@ -52,14 +52,13 @@ from absl import logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+from cifar_wrn import wrn_model  # noqa: E402
+from imagenet_resnet import resnet_model  # noqa: E402
+from mnist import models  # noqa: E402
 from rigl_tf import layers  # noqa: E402
 from rigl_tf import masks  # noqa: E402
 from rigl_tf import optimizers  # noqa: E402
 from rigl_tf import updaters  # noqa: E402
-
-from cifar_wrn import wrn_model  # noqa: E402
-from imagenet_resnet import resnet_model  # noqa: E402
-from mnist import models  # noqa: E402
 
 # Model -> (input shape, or None for the image size; batch size).
 _MODELS = {
