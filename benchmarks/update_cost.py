@@ -36,6 +36,14 @@ cancels; compilation is not timed. It prints the maskable weights, the
 update's time, the dense step's and their ratio: how the update's cost
 grows with the number of weights. --layer also times the drop/grow of one
 784x300 layer (the engine alone, `updaters.drop_and_grow`).
+
+Measured on a shared 2-core CPU (load 7-12, so absolute times are
+pessimistic), one update in dense train steps: LeNet-300-100 (266,200
+weights) RigL 2.8-3.8, SET 3.2-5.5, GraNet 4.5-10.6 (7.6-20 ms, 10-29 ms
+and 19-55 ms); WRN-22-2 (1.08 M) 0.02-0.05; ResNet-50 at 224 (25.5 M) RigL
+0.08, SET 0.11, GraNet 0.22 (1.4 s, 2.0 s and 4.0 s against an 18 s dense
+step). The sort-based engine it replaced took 267-492 ms for the same
+LeNet RigL update (90-190 dense steps).
 """
 
 import json
