@@ -166,7 +166,7 @@ def _update(model_name, method):
                          step, inner)
     return tf.add_n([tf.reduce_sum(mw.mask) for mw in masked])
 
-  return (lambda: update(dense_grads, step).numpy(),
+  return (lambda: int(update(dense_grads, step).numpy()),
           sum(mw.size for mw in masked))
 
 
@@ -174,8 +174,17 @@ def _median_ms(times):
   return 1e3 * statistics.median(times)
 
 
-def _time_interleaved(cases, repeats):
-  """Median seconds of each callable, called in turn `repeats` times."""
+def _time_interleaved(cases, repeats, results=None):
+  """Median ms of each callable, called in turn `repeats` times.
+
+  Args:
+    cases: dict name -> callable.
+    repeats: timed calls of each.
+    results: optional dict, receives name -> what the last call returned.
+
+  Returns:
+    dict name -> median milliseconds.
+  """
   for fn in cases.values():
     fn()  # Compile and warm up.
     fn()
@@ -183,8 +192,10 @@ def _time_interleaved(cases, repeats):
   for _ in range(repeats):
     for name, fn in cases.items():
       start = time.perf_counter()
-      fn()
+      value = fn()
       times[name].append(time.perf_counter() - start)
+      if results is not None:
+        results[name] = value
   return {name: _median_ms(t) for name, t in times.items()}
 
 
@@ -228,14 +239,16 @@ def main(argv):
     sizes = {}
     for method in _METHODS_FLAG.value:
       cases[method], sizes[method] = _update(model_name, method)
-    ms = _time_interleaved(cases, _REPEATS.value)
+    active = {}
+    ms = _time_interleaved(cases, _REPEATS.value, active)
     batch = _MODELS[model_name][1]
     results['models'][model_name] = {
         'batch': batch, 'dense_step_ms': ms['dense'], 'methods': {}}
     for method in _METHODS_FLAG.value:
       ratio = ms[method] / ms['dense']
       results['models'][model_name]['methods'][method] = {
-          'maskable_weights': sizes[method], 'update_ms': ms[method],
+          'maskable_weights': sizes[method],
+          'active_after_updates': active[method], 'update_ms': ms[method],
           'update_in_dense_steps': ratio}
       print(f'{model_name:<15}{method:<8}{sizes[method]:>12,}'
             f'{ms[method]:>11.1f}{ms["dense"]:>10.1f}{ratio:>13.2f}')
