@@ -576,7 +576,7 @@ class GraNet(_GradualPruning):
 
   def grow_scores(self, weight, dense_grad, grad_ema, key):
     if self.growth == 'random':
-      return tf.random.stateless_uniform(tf.shape(weight), seed=key)
+      return masks_lib.hashed_uniform(tf.shape(weight), key)
     if self.growth == 'momentum':
       return tf.abs(grad_ema)
     return tf.abs(dense_grad)

@@ -384,10 +384,11 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
 
   Keeps the n_active - n_drop active weights with the largest |w|, then
   activates the n_grow positions not kept with the largest `grow_score`.
-  Exact ties are broken by a stateless random order keyed by `key`. A
-  position dropped and grown again keeps its value; a newly grown one starts
-  at `grow_std` * N(0, 1) (0 for `grow_std` = 0). Sorts the whole flattened
-  layer and compares ranks with the (dynamic) counts: shapes stay static.
+  Exact ties are broken by a keyed pseudo-random order of positions
+  (`masks.top_n_mask_random_ties`). A position dropped and grown again keeps
+  its value; a newly grown one starts at `grow_std` * N(0, 1) (0 for
+  `grow_std` = 0). Each selection finds its threshold by counting, with no
+  sort, and takes the (dynamic) counts as tensors: shapes stay static.
 
   Args:
     mask: 0/1 tensor, the current mask.
@@ -418,10 +419,13 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
       tf.where(kept > 0, -float('inf'), score), n_grow, grow_key)
   new_mask = kept + grown
   new = grown * (1.0 - old)
-  init = tf.where(
+  # Drawn only when used: XLA's stateless RNG is slow on CPU (~90 ms for a
+  # 784x300 layer).
+  init = tf.cond(
       grow_std > 0,
-      grow_std * tf.random.stateless_normal(tf.shape(values), seed=init_key),
-      tf.zeros_like(values))
+      lambda: grow_std * tf.random.stateless_normal(tf.shape(values),
+                                                    seed=init_key),
+      lambda: tf.zeros_like(values))
   new_values = tf.where(new > 0, init, values) * new_mask
   return (tf.cast(tf.reshape(new_mask, shape), mask.dtype),
           tf.cast(tf.reshape(new_values, shape), weight.dtype),
@@ -429,19 +433,12 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
           tf.cast(tf.reduce_sum(new), tf.int64))
 
 
-# The update compiles with XLA (TPUs need it; jit-compiled train steps
-# include it). Run on its own, XLA is used on accelerators but not on CPUs,
-# where XLA's sort is ~2.5x slower than TensorFlow's and a 784x300 layer
-# update takes 260 ms instead of 105 ms (benchmarks/update_overhead.py).
+# Compiled with XLA everywhere (TPUs need it; jit-compiled train steps
+# include it). The selection counts instead of sorting (`masks.top_n_by_keys`),
+# which XLA fuses well: on a 2-core CPU a 784x300 layer takes about 7-16 ms
+# compiled against 20-45 ms without XLA (the sort-based engine took 105 ms
+# without and 260 ms with XLA; benchmarks/update_cost.py --layer).
 drop_and_grow = tf.function(_drop_and_grow, jit_compile=True)
-_drop_and_grow_without_xla = tf.function(_drop_and_grow)
-
-
-def _drop_and_grow_for(device):
-  """The drop/grow function to run on `device` (a device name)."""
-  if 'CPU' in (device or '').upper():
-    return _drop_and_grow_without_xla
-  return drop_and_grow
 
 
 def redistribute_counts(scores, total, capacities):
@@ -823,8 +820,7 @@ class DropGrowUpdater(MaskUpdater):
     # Values, not variables: given the per-device variables as arguments,
     # the compiled function was seen to read those of an earlier model that
     # had been traced with the same shapes.
-    new_mask, new_weight, slot_factor, num_new = _drop_and_grow_for(
-        weight.device)(
+    new_mask, new_weight, slot_factor, num_new = drop_and_grow(
         tf.convert_to_tensor(mask), tf.convert_to_tensor(weight), score,
         n_drop, n_grow,
         layer_key(self.seed, index, step, _DROP_GROW_STREAM), grow_std)
@@ -867,13 +863,13 @@ def _active_std(weight, mask):
 class SET(DropGrowUpdater):
   """SET (Mocanu et al. 2018): grows at random positions.
 
-  The score is uniform noise from the stateless RNG keyed by (seed, step,
-  layer index): the same on every replica and worker.
+  The score is uniform noise keyed by (seed, step, layer index)
+  (`masks.hashed_uniform`): the same on every replica and worker.
   """
 
   def grow_scores(self, weight, dense_grad, grad_ema, key):
     del dense_grad, grad_ema
-    return tf.random.stateless_uniform(tf.shape(weight), seed=key)
+    return masks_lib.hashed_uniform(tf.shape(weight), key)
 
 
 @register('snfs')

@@ -162,6 +162,28 @@ class DropAndGrowTest(tf.test.TestCase, parameterized.TestCase):
     # Ties do not fall on the first positions, as a plain stable sort would.
     self.assertLess(masks[0][:70].sum(), 70)
 
+  def test_same_result_with_and_without_xla(self):
+    # Many exact ties in |w| (a few values) and in the score (zeros, as
+    # the gradients of always-zero inputs): both tie stages run.
+    rng = np.random.RandomState(5)
+    shape = (30, 20)
+    mask = (rng.rand(*shape) < 0.3).astype(np.float32)
+    weight = rng.choice([-0.5, -0.25, 0.25, 0.5], shape).astype(np.float32)
+    weight *= mask
+    score = np.where(rng.rand(*shape) < 0.7, 0.0, rng.rand(*shape))
+    score = score.astype(np.float32)
+    plain = tf.function(updaters.drop_and_grow.python_function)
+    n_active = int(mask.sum())
+    for n_drop, n_grow in [(0, 0), (n_active // 3, n_active // 3),
+                           (n_active, n_active), (5, 40)]:
+      args = (tf.constant(mask), tf.constant(weight), tf.constant(score),
+              tf.constant(n_drop), tf.constant(n_grow),
+              updaters.layer_key(3, 1, n_drop, 1), tf.constant(0.0))
+      xla = updaters.drop_and_grow(*args)
+      self.assertEqual(int(xla[0].numpy().sum()), n_active - n_drop + n_grow)
+      for a, b in zip(xla, plain(*args)):
+        self.assertAllEqual(a, b)
+
   def test_grow_init_draws_new_weights(self):
     shape, mask, weight, grad = self._layer()
     new_mask, new_weight, _, _ = updaters.drop_and_grow(
