@@ -66,6 +66,8 @@ stack (for its `updater` and `masked_weights`). Masks stay float32 variables
 policies need no loss scaling and use the SparseOptimizer alone.
 """
 
+import contextlib
+
 from absl import logging
 import tensorflow as tf
 import tf_keras as keras
@@ -128,6 +130,10 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
     self._updater = updater if updater is not None else (
         updaters_lib.MaskUpdater())
     self._masked_weights = None
+    # False while a step that takes no mask update is traced (see
+    # `mask_updates_off`): the step is then the static one, with no
+    # condition on the update schedule.
+    self._traces_mask_updates = True
     # Lets the masked layers check, when trained, that they are managed.
     if isinstance(model, (list, tuple)):
       managed = [mw.layer for mw in model]
@@ -315,7 +321,10 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
     """Steps 3-5 of the module docstring, in cross-replica context."""
     # The step being taken: read before the weight update increments it.
     step = tf.identity(self._optimizer.iterations)
-    is_update = self._updater.is_update_step(step)
+    if self._traces_mask_updates:
+      is_update = self._updater.is_update_step(step)
+    else:
+      is_update = False
     # Per-step updater state (SNFS's gradient EMA), before any mask update.
     self._updater.on_step(strategy, self._masked_weights, dense_grads, step)
     # Decided when tracing: most optimizers need no re-masking at all.
@@ -369,6 +378,36 @@ def _zero_masked(weight, mask, slots, fresh):
   for slot, value in zip(slots, fresh):
     keep = tf.cast(mask, slot.dtype)
     slot.assign(slot * keep + value * (1 - keep), read_value=False)
+
+
+@contextlib.contextmanager
+def mask_updates_off(optimizer):
+  """Steps traced inside this context take no mask update.
+
+  For a training loop that knows, in Python, that none of the steps a
+  function will run is a mask-update step (`MaskUpdater.is_update_step` of
+  a Python int is a Python bool): its step is then exactly the static one,
+  without the condition on the schedule (which costs a few percent of a
+  small model's step). Only the tracing matters: call the `tf.function`
+  inside this context, and use it only for steps that take no update.
+
+  Args:
+    optimizer: an optimizer stack; a stack without a `SparseOptimizer`
+      is left as it is.
+
+  Yields:
+    None.
+  """
+  sparse = find_sparse_optimizer(optimizer)
+  if sparse is None:
+    yield
+    return
+  before = sparse._traces_mask_updates  # pylint: disable=protected-access
+  sparse._traces_mask_updates = False  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    sparse._traces_mask_updates = before  # pylint: disable=protected-access
 
 
 def sparse_optimizer(optimizer, model, updater=None, policy=None):

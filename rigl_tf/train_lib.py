@@ -707,9 +707,6 @@ def _make_train_loop(strategy, model, optimizer, num_classes, global_batch,
     metrics['loss'].update_state(per_example)
     metrics['accuracy'].update_state(labels, logits)
 
-  if jit_compile:
-    replica_step = tf.function(replica_step, jit_compile=True)
-
   num_replicas = strategy.num_replicas_in_sync
   per_replica = global_batch // num_replicas
 
@@ -723,16 +720,72 @@ def _make_train_loop(strategy, model, optimizer, num_classes, global_batch,
 
     return strategy.experimental_distribute_values_from_function(take)
 
-  @tf.function
-  def train_loop(iterator, num_steps):
-    for _ in tf.range(num_steps):
-      batch = next(iterator)
-      # One replica takes the whole batch: no slicing ops in its step.
-      if num_replicas > 1 and not _uses_distributed_dataset(strategy):
-        batch = split(batch)
-      strategy.run(replica_step, args=batch)
+  def compiled_loop():
+    # Each loop has its own (jit-compiled) step: their traces differ.
+    step_fn = (tf.function(replica_step, jit_compile=True) if jit_compile
+               else replica_step)
 
+    @tf.function
+    def loop(iterator, num_steps):
+      for _ in tf.range(num_steps):
+        batch = next(iterator)
+        # One replica takes the whole batch: no slicing ops in its step.
+        if num_replicas > 1 and not _uses_distributed_dataset(strategy):
+          batch = split(batch)
+        strategy.run(step_fn, args=batch)
+
+    return loop
+
+  with_updates = compiled_loop()
+  without_updates = compiled_loop()
+  sparse = optimizers_lib.find_sparse_optimizer(optimizer)
+
+  def train_loop(iterator, num_steps):
+    num_steps = int(num_steps)
+    if sparse is None:
+      with_updates(iterator, tf.constant(num_steps))
+      return
+    step = int(sparse.iterations.numpy())
+    for count, may_update in update_segments(sparse.updater, step, num_steps):
+      if may_update:
+        with_updates(iterator, tf.constant(count))
+      else:
+        with optimizers_lib.mask_updates_off(optimizer):
+          without_updates(iterator, tf.constant(count))
+
+  train_loop.with_updates = with_updates
+  train_loop.without_updates = without_updates
   return train_loop
+
+
+def update_segments(updater, step, num_steps):
+  """Splits steps [step, step + num_steps) around the mask updates.
+
+  Steps that are known, in Python, to take no mask update run in a loop
+  traced without the update's condition (`optimizers.mask_updates_off`):
+  they cost what a static-mask step costs.
+
+  Args:
+    updater: the `MaskUpdater`.
+    step: the first step (the optimizer's iterations).
+    num_steps: how many steps.
+
+  Returns:
+    A list of (count, may_update): consecutive runs of steps, in order.
+    may_update is False for a run with no update step, True for one update
+    step, or for all the steps when the updater's schedule is not a Python
+    function of the step (its `is_update_step` gives a tensor).
+  """
+  segments = []
+  for s in range(step, step + num_steps):
+    flag = updater.is_update_step(s)
+    if not isinstance(flag, bool):
+      return [(num_steps, True)] if num_steps else []
+    if flag or not segments or segments[-1][1]:
+      segments.append([1, flag])
+    else:
+      segments[-1][0] += 1
+  return [tuple(x) for x in segments]
 
 
 def _uses_distributed_dataset(strategy):
