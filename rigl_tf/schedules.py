@@ -42,11 +42,13 @@ _EXPONENTIAL = re.compile(r'^exponential(?:_(\d+(?:\.\d*)?|\.\d+))?$')
 
 
 def _any_tensor(*values):
+  # Python numbers first: tf.is_tensor is a slow protocol check, and the
+  # trainer asks for the schedule of every step in Python.
   return any(
-      tf.is_tensor(v) or isinstance(v, tf.Variable) for v in values)
+      not isinstance(v, (int, float))
+      and (tf.is_tensor(v) or isinstance(v, tf.Variable)) for v in values)
 
 
-@gin.configurable
 def is_update_step(step, begin_step=0, end_step=-1, update_frequency=100):
   """Whether the masks change at `step`.
 
