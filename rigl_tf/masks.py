@@ -329,21 +329,9 @@ def sparsity_plan(model_or_weights, sparsity, distribution='erk',
   return SparsityPlan(final=at(sparsity), fixed=frozenset(fixed), at=at)
 
 
-# Selections over at least this many scores run XLA-compiled even where the
-# step is not: XLA fuses each counting pass into one loop, 3-5x faster on a
-# CPU than TensorFlow's kernels for a 784x300 layer (3.6 against 12 ms per
-# drop/grow), 2x for 3x3x256x256. Its compilation costs about 0.6 s more
-# than tracing, once per shape and device, which smaller tensors (a few ms
-# saved per update) would not pay back in a run of a few dozen updates.
-XLA_MIN_SIZE = 2**16
-
-
-def compiled_for_size(fn, xla_fn, size):
-  """`xla_fn` for tensors of `size` >= `XLA_MIN_SIZE` elements, else `fn`."""
-  return xla_fn if size >= XLA_MIN_SIZE else fn
-
-
-# A global ranking runs over all layers at once (25.5 M scores for ResNet-50).
+# A global ranking runs over all layers at once (25.5 M scores for ResNet-50),
+# compiled with XLA even where the step is not: XLA fuses each counting pass
+# into one loop, a few times faster on CPU than TensorFlow's kernels.
 _top_n_mask_random_ties_xla = tf.function(
     top_n_mask_random_ties, jit_compile=True, reduce_retracing=True)
 
@@ -364,10 +352,9 @@ def global_top_n_counts(scores, n_ones, key):
     int32 [len(scores)] counts summing to `n_ones`.
   """
   flat = [tf.reshape(tf.cast(s, tf.float32), [-1]) for s in scores]
+  chosen = _top_n_mask_random_ties_xla(
+      tf.concat(flat, 0), tf.cast(n_ones, tf.int32), key)
   sizes = [int(f.shape.num_elements()) for f in flat]
-  select = compiled_for_size(top_n_mask_random_ties,
-                             _top_n_mask_random_ties_xla, sum(sizes))
-  chosen = select(tf.concat(flat, 0), tf.cast(n_ones, tf.int32), key)
   return tf.stack([
       tf.cast(tf.reduce_sum(part), tf.int32)
       for part in tf.split(chosen, sizes)

@@ -71,13 +71,6 @@ class TopNSelectionTest(tf.test.TestCase, parameterized.TestCase):
     self.plain = _PLAIN
     self.xla = _XLA
 
-  def test_xla_only_for_tensors_worth_compiling(self):
-    self.assertEqual(masks.XLA_MIN_SIZE, 65536)
-    self.assertEqual(masks.compiled_for_size('traced', 'xla', 30000), 'traced')
-    self.assertEqual(masks.compiled_for_size('traced', 'xla', 65535), 'traced')
-    self.assertEqual(masks.compiled_for_size('traced', 'xla', 65536), 'xla')
-    self.assertEqual(masks.compiled_for_size('traced', 'xla', 235200), 'xla')
-
   @parameterized.product(
       kind=('distinct', 'all_equal', 'few_values', 'special'),
       dtype=('float32', 'float16', 'float64'))

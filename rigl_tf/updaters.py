@@ -433,15 +433,12 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
           tf.cast(tf.reduce_sum(new), tf.int64))
 
 
-# Compiled with XLA for layers of `masks.XLA_MIN_SIZE` weights or more (TPUs
-# and jit-compiled train steps compile every layer's). The selection counts
-# instead of sorting (`masks.top_n_by_keys`), which XLA fuses well: on a
-# 2-core CPU a 784x300 layer takes about 4-16 ms compiled against 12-45 ms
-# without XLA (the sort-based engine took 105 ms without and 260 ms with
-# XLA; benchmarks/update_cost.py --layer). Smaller layers skip the
-# compilation (about 0.6 s per shape and device) that they would not pay back.
+# Compiled with XLA everywhere (TPUs need it; jit-compiled train steps
+# include it). The selection counts instead of sorting (`masks.top_n_by_keys`),
+# which XLA fuses well: on a 2-core CPU a 784x300 layer takes about 7-16 ms
+# compiled against 20-45 ms without XLA (the sort-based engine took 105 ms
+# without and 260 ms with XLA; benchmarks/update_cost.py --layer).
 drop_and_grow = tf.function(_drop_and_grow, jit_compile=True)
-_drop_and_grow_traced = tf.function(_drop_and_grow)
 
 
 def redistribute_counts(scores, total, capacities):
@@ -823,9 +820,7 @@ class DropGrowUpdater(MaskUpdater):
     # Values, not variables: given the per-device variables as arguments,
     # the compiled function was seen to read those of an earlier model that
     # had been traced with the same shapes.
-    engine = masks_lib.compiled_for_size(
-        _drop_and_grow_traced, drop_and_grow, weight.shape.num_elements())
-    new_mask, new_weight, slot_factor, num_new = engine(
+    new_mask, new_weight, slot_factor, num_new = drop_and_grow(
         tf.convert_to_tensor(mask), tf.convert_to_tensor(weight), score,
         n_drop, n_grow,
         layer_key(self.seed, index, step, _DROP_GROW_STREAM), grow_std)
