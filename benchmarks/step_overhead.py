@@ -29,13 +29,14 @@ SNFS, RigL, GMP and GraNet, built as the trainer builds them (ERK masks,
 ΔT steps; its `UpdatePruningStep` callback's `on_train_begin` starts the
 step counter, which the wrapper then advances itself every step).
 
-Every case runs rounds of ΔT steps, round-robin (A B C ... A B C ...) so
-that machine drift falls on every case alike; a round is a call for the
-step where the masks update, then a call for the ΔT - 1 steps where they do
-not. The first round (tracing, compilation) is not timed. Reported, as
-medians over the rounds: the time of a step without a mask update, and the
-amortised time of a step with an update every ΔT, each as a ratio to the
-dense step and to TFMOT's.
+Every case runs rounds of ΔT steps, interleaved (A B C ..., then the cases
+in a new seeded random order each round) so that machine drift and the
+effect of the case run just before fall on every case alike; a round is a
+call for the step where the masks update, then a call for the ΔT - 1 steps
+where they do not. The first round (tracing, compilation) is not timed.
+Reported, as medians over the rounds: the time of a step without a mask
+update, and the amortised time of a step with an update every ΔT, each as a
+ratio to the dense step and to TFMOT's.
 
 --trainer_loop instead times the trainer itself (`train_lib.train_eval` as
 mnist/train_eval.py runs it) on the digits quickstart
@@ -244,8 +245,15 @@ def step_cases(model_name, batch_size, image_size, sparsity, delta_t, rounds,
         strategy, model, optimizer, batch, num_classes, xla)
   times = {name: {'update': [], 'rest': []} for name in runners}
   losses = {}
+  order = list(runners)
+  shuffle = np.random.RandomState(0).shuffle
   for round_index in range(rounds + 1):  # Round 0: tracing, compilation.
-    for name, run in runners.items():
+    # A new order every round: a case's time depends a little (a few
+    # percent on LeNet) on which case ran before it (caches).
+    if round_index:
+      shuffle(order)
+    for name in order:
+      run = runners[name]
       start = time.perf_counter()
       run(1)
       middle = time.perf_counter()

@@ -126,38 +126,60 @@ def hashed_uniform(shape, key):
   return tf.reshape(top * (1.0 / (1 << 24)), shape)
 
 
-def _largest_threshold(keys, n, within=None):
-  """The largest int32 t with at least `n` of `keys` (in `within`) >= t.
+def _count_search(keys, n, count_all, within=None):
+  """Bisection on int32 `keys` (in `within`) for a threshold of `n` of them.
 
-  Bisection on the integer keys by counting: 32 passes over `keys`, no
-  sort, static shapes with a dynamic `n`.
+  Keeps lo < hi (int64) with c(lo) >= n > c(hi), c(t) the number of keys
+  (in `within`) >= t, halving [lo, hi) by counting until c(lo) = n, when
+  the keys >= lo are exactly the n largest, or hi = lo + 1, when lo is the
+  n-th largest key and c(lo) - c(hi) > 1 keys tie there. At most 32
+  passes over `keys`, fewer when a threshold of exactly n turns up early
+  (typically 15-25). The result does not depend on the path: either way the
+  n largest are the keys > lo, plus n - c(hi) of those equal to lo (none
+  when c(lo) = n).
+
+  Args:
+    keys: int32 [size].
+    n: int32 scalar, 0 < n <= count_all (n <= 0: no pass).
+    count_all: int32 scalar, c(INT32_MIN): the size, or the count `within`.
+    within: optional bool [size], the keys taking part.
+
+  Returns:
+    (lo, c_lo, hi, c_hi): int64 thresholds and int32 counts.
   """
 
-  def body(low, high):
-    mid = low + (high - low) // 2
-    hit = keys >= tf.cast(mid, tf.int32)
+  def count(threshold):
+    hit = keys >= tf.cast(threshold, tf.int32)
     if within is not None:
       hit = tf.logical_and(hit, within)
-    enough = tf.reduce_sum(tf.cast(hit, tf.int32)) >= n
-    return tf.where(enough, mid, low), tf.where(enough, high, mid)
+    return tf.reduce_sum(tf.cast(hit, tf.int32))
 
-  # Invariant: count(keys >= low) >= n > count(keys >= high).
-  low, _ = tf.while_loop(
-      lambda low, high: high - low > 1, body,
-      (tf.constant(_INT32_MIN, tf.int64), tf.constant(_INT32_MAX + 1,
-                                                      tf.int64)),
+  def body(lo, c_lo, hi, c_hi):
+    mid = lo + (hi - lo) // 2
+    c_mid = count(mid)
+    enough = c_mid >= n
+    return (tf.where(enough, mid, lo), tf.where(enough, c_mid, c_lo),
+            tf.where(enough, hi, mid), tf.where(enough, c_hi, c_mid))
+
+  def not_found(lo, c_lo, hi, c_hi):
+    del c_hi
+    return tf.logical_and(tf.logical_and(c_lo != n, hi - lo > 1), n > 0)
+
+  return tf.while_loop(
+      not_found, body,
+      (tf.constant(_INT32_MIN, tf.int64), tf.cast(count_all, tf.int32),
+       tf.constant(_INT32_MAX + 1, tf.int64), tf.constant(0, tf.int32)),
       maximum_iterations=32)
-  return tf.cast(low, tf.int32)
 
 
 def top_n_by_keys(keys, tie_keys, n_ones):
   """Flat bool mask of the `n_ones` largest (keys, tie_keys) pairs.
 
   The pairs are distinct (`tie_keys` are), so the chosen set is exactly
-  defined and has exactly `n_ones` members. Two thresholds, found by
-  bisection with counting instead of a sort: v, the n-th largest key, then,
-  only when some of the positions equal to v must be left out, the tie key
-  above which the missing ones lie among them. Shapes stay static and
+  defined and has exactly `n_ones` members. Found by bisection with
+  counting instead of a sort (`_count_search`): a threshold on the keys
+  and, only when some of the positions tied at the n-th largest key must
+  be left out, a second one on their tie keys. Shapes stay static and
   `n_ones` may be a tensor (XLA/TPU); integer arithmetic only, so the result
   is the same with and without XLA.
 
@@ -169,22 +191,23 @@ def top_n_by_keys(keys, tie_keys, n_ones):
   Returns:
     bool tensor [size].
   """
-  n = tf.clip_by_value(tf.cast(n_ones, tf.int32), 0, tf.size(keys))
-  value = _largest_threshold(keys, n)
-  above = keys > value
-  tied = tf.equal(keys, value)
-  need = n - tf.reduce_sum(tf.cast(above, tf.int32))
+  size = tf.size(keys)
+  n = tf.clip_by_value(tf.cast(n_ones, tf.int32), 0, size)
+  lo, c_lo, hi, c_hi = _count_search(keys, n, size)
 
-  def tie_threshold():
-    return _largest_threshold(tie_keys, need, tied)
+  def exact():
+    return keys >= tf.cast(lo, tf.int32)
 
-  def all_tied():
-    return tf.constant(_INT32_MIN)
+  def with_ties():
+    # lo is the n-th largest key; n - c_hi of the keys equal to it win, by
+    # their tie keys (distinct: that search always ends exact).
+    tied = tf.equal(keys, tf.cast(lo, tf.int32))
+    tie_lo, _, _, _ = _count_search(tie_keys, n - c_hi, c_lo - c_hi, tied)
+    return tf.logical_or(
+        keys > tf.cast(lo, tf.int32),
+        tf.logical_and(tied, tie_keys >= tf.cast(tie_lo, tf.int32)))
 
-  # The tie stage runs only when some positions equal to `value` are left.
-  tie = tf.cond(need < tf.reduce_sum(tf.cast(tied, tf.int32)),
-                tie_threshold, all_tied)
-  chosen = tf.logical_or(above, tf.logical_and(tied, tie_keys >= tie))
+  chosen = tf.cond(c_lo == n, exact, with_ties)
   return tf.logical_and(chosen, n > 0)
 
 

@@ -348,7 +348,8 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
         apply_weights()
       self._updater.update_masks(strategy, self._masked_weights, dense_grads,
                                  step, self._optimizer)
-      self._zero_masked_state(strategy)
+      if not self._updater.update_leaves_masked_state:
+        self._zero_masked_state(strategy)
 
     # One condition: a step without a mask update runs the static step.
     tf.__internal__.smart_cond.smart_cond(is_update, update_step,

@@ -124,6 +124,10 @@ def is_curve_tag(tag):
               or tag == 'itop_rate')
 
 
+# Beyond this many lines an axes gets no legend (it would not fit).
+_MAX_LEGEND_ENTRIES = 12
+
+
 def curves_figure(history):
   """Per-layer density and ITOP rate over training, as a matplotlib Figure.
 
@@ -133,7 +137,8 @@ def curves_figure(history):
 
   Returns:
     A Figure with two axes: densities (one line per layer, labelled by
-    layer), then ITOP rates (`overall`, then one line per layer).
+    layer), then ITOP rates (`overall`, then one line per layer). An axes
+    with more than 12 lines has no legend; its title counts the lines.
   """
   # A bare Figure, not pyplot: no GUI backend is selected or needed.
   fig = figure_lib.Figure(figsize=(9, 3.6), dpi=80)
@@ -155,8 +160,10 @@ def curves_figure(history):
     ax.set_xlabel('step')
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    if ax.lines:
+    if 0 < len(ax.lines) <= _MAX_LEGEND_ENTRIES:
       ax.legend(fontsize='small')
+    elif ax.lines:  # A ResNet-50's 54 names would not fit the figure.
+      ax.set_title(f'{title} ({len(ax.lines)} lines)')
   fig.tight_layout()
   return fig
 

@@ -11,12 +11,41 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests of the connectivity counts and their uint8 scaling (hand-made)."""
+"""Tests of the curves figure and of the connectivity counts (hand-made)."""
+
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
 from rigl_tf import pictures
+
+
+class CurvesFigureTest(tf.test.TestCase):
+
+  def _history(self, num_layers):
+    history = {'itop_rate': ([0, 10], [0.1, 0.2])}
+    for i in range(num_layers):
+      history[f'density/layer{i}'] = ([0, 10], [0.1, 0.1])
+      history[f'itop/layer{i}'] = ([0, 10], [0.1, 0.2])
+    return history
+
+  def test_few_layers_get_a_legend(self):
+    density_ax, itop_ax = pictures.curves_figure(self._history(3)).axes
+    self.assertEqual(
+        [t.get_text() for t in density_ax.get_legend().get_texts()],
+        ['layer0', 'layer1', 'layer2'])
+    self.assertLen(itop_ax.get_legend().get_texts(), 4)  # overall + 3.
+
+  def test_many_layers_draw_without_a_legend_or_warning(self):
+    # 54 legend entries made tight_layout fail with a UserWarning.
+    with warnings.catch_warnings():
+      warnings.simplefilter('error')
+      density_ax, itop_ax = pictures.curves_figure(self._history(54)).axes
+    self.assertIsNone(density_ax.get_legend())
+    self.assertIsNone(itop_ax.get_legend())
+    self.assertEqual(density_ax.get_title(), 'density per layer (54 lines)')
+    self.assertLen(itop_ax.lines, 55)
 
 
 class ConnectivityCountsTest(tf.test.TestCase):

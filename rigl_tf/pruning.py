@@ -627,6 +627,10 @@ class TFMOTGMP(_GradualPruning):
   too. Layers fixed by the user are not wrapped.
   """
 
+  # Copying TFMOT's masks zeroes the pruned slots, where a fresh slot may
+  # not be 0 (Adagrad): the optimizer's pass after the update sets them.
+  update_leaves_masked_state = False
+
   def __init__(self, update_frequency=100, begin_step=0,
                final_prune_step=None, seed=None, name=None):
     """Configures TFMOT's GMP (gin binds these on `TFMOTGMP`).

@@ -483,6 +483,27 @@ class TFMOTGMPTest(tf.test.TestCase, parameterized.TestCase):
       # TFMOT rounds where this library floors: at most one weight apart.
       self.assertLessEqual(abs(int(mask.sum()) - keep), 1)
 
+  def test_pruned_slots_are_fresh_with_adagrad(self):
+    # Copying TFMOT's masks zeroes the pruned accumulators; a fresh Adagrad
+    # accumulator is 0.1 here, which the optimizer's pass after the update
+    # restores (`update_leaves_masked_state` is False for tfmot_gmp).
+    built = []
+
+    def adagrad():
+      built.append(keras.optimizers.Adagrad(
+          0.1, initial_accumulator_value=0.1))
+      return built[-1]
+
+    updater = pruning.TFMOTGMP(update_frequency=1, final_prune_step=2)
+    _, records, weights, _ = _run(tf.distribute.get_strategy(), updater, 3,
+                                  optimizer_fn=adagrad)
+    for mw, mask in zip(weights, records[-1]['masks']):
+      self.assertLess(int(mask.sum()), mw.size)  # Pruned.
+      (accumulator,) = optimizers.get_slot_variables(built[0], mw.weight)
+      np.testing.assert_array_equal(
+          accumulator.numpy()[mask == 0], np.float32(0.1), err_msg=mw.name)
+    self.assertEmpty(records[-1]['bad'])
+
   def test_schedule_is_the_cubic_schedule(self):
     from rigl_tf import schedules  # pylint: disable=g-import-not-at-top
     updater = pruning.TFMOTGMP(update_frequency=100, begin_step=200,

@@ -149,10 +149,15 @@ class MaskUpdater(tf.Module):
     sparse: whether the method trains masked layers (False only for dense).
     skip_weight_update_on_mask_update: whether the optimizer skips the
       weight update on a step where the masks change (RigL's default).
+    update_leaves_masked_state: whether `update_masks` itself leaves every
+      masked entry of the weights at 0 and of their optimizer slots at a
+      fresh slot's value (the drop/grow engine does); if not, the optimizer
+      does it after each update (a pass over every masked weight and slot).
   """
 
   sparse = True
   skip_weight_update_on_mask_update = False
+  update_leaves_masked_state = False
 
   def __init__(self, seed=None, name=None):
     """Creates the updater.
@@ -441,6 +446,37 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
 drop_and_grow = tf.function(_drop_and_grow, jit_compile=True)
 
 
+def _drop_grow_and_reset(mask, weight, grow_score, n_drop, n_grow, key,
+                         grow_std, slots, fresh, ever):
+  """`_drop_and_grow`, then the new slot and "ever active" values.
+
+  One compiled function for all of a layer's update: the slot resets and
+  the OR into the ever-active mask are elementwise passes that XLA fuses,
+  where TensorFlow's ops would run (and allocate) one by one.
+
+  Args:
+    mask, weight, grow_score, n_drop, n_grow, key, grow_std: as for
+      `_drop_and_grow`.
+    slots: list of the layer's optimizer slot values.
+    fresh: list of floats, a fresh slot's value for each.
+    ever: the layer's "ever active" 0/1 values.
+
+  Returns:
+    (new_mask, new_weight, new_slots, new_ever, num_new).
+  """
+  new_mask, new_weight, slot_factor, num_new = _drop_and_grow(
+      mask, weight, grow_score, n_drop, n_grow, key, grow_std)
+  new_slots = []
+  for slot, value in zip(slots, fresh):
+    keep = tf.cast(slot_factor, slot.dtype)
+    new_slots.append(slot * keep + value * (1 - keep))
+  new_ever = tf.maximum(ever, tf.cast(new_mask, ever.dtype))
+  return new_mask, new_weight, new_slots, new_ever, num_new
+
+
+_drop_grow_and_reset_xla = tf.function(_drop_grow_and_reset, jit_compile=True)
+
+
 def redistribute_counts(scores, total, capacities):
   """Integer budgets proportional to `scores`, summing to `total` exactly.
 
@@ -523,6 +559,10 @@ class DropGrowUpdater(MaskUpdater):
 
   # Whether the updater keeps an EMA of the dense gradients (SNFS's score).
   uses_grad_ema = False
+  # `drop_and_grow_layers` writes the weights and resets the slots of every
+  # masked position; subclasses whose `update_masks` changes masks any other
+  # way set this back to False.
+  update_leaves_masked_state = True
 
   def __init__(self,
                drop_fraction=0.3,
@@ -820,18 +860,21 @@ class DropGrowUpdater(MaskUpdater):
     # Values, not variables: given the per-device variables as arguments,
     # the compiled function was seen to read those of an earlier model that
     # had been traced with the same shapes.
-    new_mask, new_weight, slot_factor, num_new = drop_and_grow(
-        tf.convert_to_tensor(mask), tf.convert_to_tensor(weight), score,
-        n_drop, n_grow,
-        layer_key(self.seed, index, step, _DROP_GROW_STREAM), grow_std)
-    weight.assign(new_weight, read_value=False)
-    mask.assign(new_mask, read_value=False)
     # Fresh slots (0, or e.g. Adagrad's initial accumulator) for new and
     # dropped positions.
-    for slot, fresh in zip(*slots):
-      keep = tf.cast(slot_factor, slot.dtype)
-      slot.assign(slot * keep + fresh * (1 - keep), read_value=False)
-    _or_assign(ever, new_mask)
+    slot_variables, fresh = slots
+    new_mask, new_weight, new_slots, new_ever, num_new = (
+        _drop_grow_and_reset_xla(
+            tf.convert_to_tensor(mask), tf.convert_to_tensor(weight), score,
+            n_drop, n_grow,
+            layer_key(self.seed, index, step, _DROP_GROW_STREAM), grow_std,
+            [tf.convert_to_tensor(slot) for slot in slot_variables],
+            list(fresh), tf.convert_to_tensor(ever)))
+    weight.assign(new_weight, read_value=False)
+    mask.assign(new_mask, read_value=False)
+    for slot, value in zip(slot_variables, new_slots):
+      slot.assign(value, read_value=False)
+    ever.assign(new_ever, read_value=False)
     return num_new
 
   def summaries(self):
@@ -844,8 +887,14 @@ class DropGrowUpdater(MaskUpdater):
 
 
 def _ema_update(ema, grad, decay):
-  return ema.assign(decay * ema + (1.0 - decay) * tf.cast(grad, ema.dtype),
-                    read_value=False)
+  """ema <- decay · ema + (1 - decay) · grad, as ema - (1 - decay)(ema - g).
+
+  Two passes over the layer (a subtraction and one in-place fused update)
+  instead of four: it runs on every step.
+  """
+  delta = ema - tf.cast(grad, ema.dtype)
+  return tf.raw_ops.ResourceApplyGradientDescent(
+      var=ema.handle, alpha=tf.cast(1.0 - decay, ema.dtype), delta=delta)
 
 
 def _active_std(weight, mask):
@@ -869,7 +918,14 @@ class SET(DropGrowUpdater):
 
   def grow_scores(self, weight, dense_grad, grad_ema, key):
     del dense_grad, grad_ema
-    return masks_lib.hashed_uniform(tf.shape(weight), key)
+    return _uniform_like(tf.convert_to_tensor(weight), key)
+
+
+# Compiled: the hash's integer ops on a 784x300 layer take ~1.6 ms as
+# TensorFlow ops on a 2-core CPU, ~0.07 ms fused by XLA.
+_uniform_like = tf.function(
+    lambda weight, key: masks_lib.hashed_uniform(tf.shape(weight), key),
+    jit_compile=True)
 
 
 @register('snfs')
