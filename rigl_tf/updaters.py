@@ -440,8 +440,8 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
 
 # Compiled with XLA everywhere (TPUs need it; jit-compiled train steps
 # include it). The selection counts instead of sorting (`masks.top_n_by_keys`),
-# which XLA fuses well: on a 2-core CPU a 784x300 layer takes about 7-16 ms
-# compiled against 20-45 ms without XLA (the sort-based engine took 105 ms
+# which XLA fuses well: on a 2-core CPU a 784x300 layer takes about 3 ms
+# compiled against 8 ms without XLA (the sort-based engine took 105 ms
 # without and 260 ms with XLA; benchmarks/update_cost.py --layer).
 drop_and_grow = tf.function(_drop_and_grow, jit_compile=True)
 
