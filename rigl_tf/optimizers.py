@@ -377,8 +377,8 @@ def _zero_masked(weight, mask, slots, fresh):
   """Zeroes masked entries of `weight`, sets those of `slots` to `fresh`."""
   _multiply_by_mask(weight, mask)
   for slot, value in zip(slots, fresh):
-    keep = tf.cast(mask, slot.dtype)
-    slot.assign(slot * keep + value * (1 - keep), read_value=False)
+    slot.assign(updaters_lib.fresh_where_dropped(slot, mask, value),
+                read_value=False)
 
 
 @contextlib.contextmanager
