@@ -47,3 +47,16 @@ def pytest_collection_modifyitems(config, items):
   if deselected:
     config.hook.pytest_deselected(items=deselected)
     items[:] = kept
+
+
+def pytest_runtest_teardown(item, nextitem):
+  """Clears gin's global configuration between test modules.
+
+  A module that parses a config leaves its bindings behind (e.g. a config's
+  `SNFS.end_step`); a later module that builds a method directly would get
+  them. Within a module, tests manage gin themselves (some parse once, in
+  setUpClass).
+  """
+  if nextitem is None or nextitem.module is not item.module:
+    import gin  # pylint: disable=g-import-not-at-top
+    gin.clear_config()

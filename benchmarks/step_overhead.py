@@ -20,10 +20,10 @@ r"""What a sparse training step costs against dense and TFMOT's.
   env/bin/python benchmarks/step_overhead.py --trainer_loop --threads=1
 
 Step cases (default): in one process, the compiled training step of the
-trainer (`train_lib`'s loop: loss, gradients, optimizer, metrics, over an
+trainer (`rigl_tf.train.loop`: loss, gradients, optimizer, metrics, over an
 in-memory batch) for the dense model; for this library's static, SET,
 SNFS, RigL, GMP and GraNet, built as the trainer builds them (ERK masks,
-`optimizers.sparse_optimizer`, the updater registry, SGD with momentum
+`optimizers.sparse_optimizer`, the method registry, SGD with momentum
 0.9); and for TFMOT's `prune_low_magnitude` at the same sparsity
 (`ConstantSparsity`, every layer at --sparsity, updating its masks every
 ΔT steps; its `UpdatePruningStep` callback's `on_train_begin` starts the
@@ -38,7 +38,7 @@ Reported, as medians over the rounds: the time of a step without a mask
 update, and the amortised time of a step with an update every ΔT, each as a
 ratio to the dense step and to TFMOT's.
 
---trainer_loop instead times the trainer itself (`train_lib.train_eval` as
+--trainer_loop instead times the trainer itself (`rigl_tf.train.train_eval` as
 mnist/train_eval.py runs it) on the digits quickstart
 (configs/mnist/quickstart_digits.gin), dense, static and RigL, in steps/s:
 start-up (dataset, model, tracing, compilation, the first step) is left
@@ -79,9 +79,11 @@ import tf_keras as keras  # noqa: E402
 
 from rigl_tf import layers as masked_layers  # noqa: E402
 from rigl_tf import masks  # noqa: E402
+from rigl_tf import methods  # noqa: E402
 from rigl_tf import optimizers  # noqa: E402
-from rigl_tf import train_lib  # noqa: E402
-from rigl_tf import updaters  # noqa: E402
+from rigl_tf import train  # noqa: E402
+from rigl_tf.train import loop as loop_lib  # noqa: E402
+from rigl_tf.train import trainer  # noqa: E402
 
 MODELS = ('lenet_300_100', 'wrn_22_2', 'resnet50')
 # --model -> (batch, image size, channels, classes) when not given.
@@ -154,19 +156,19 @@ def _sgd():
 def _updater(method, delta_t, train_steps):
   """The method's updater, updating every ΔT from step 0 (registry)."""
   if method == 'static':
-    updater = updaters.get_updater('static')
+    updater = methods.create('static')
   elif method in ('gmp', 'granet'):
-    updater = updaters.get_updater(method, update_frequency=delta_t)
+    updater = methods.create(method, update_frequency=delta_t)
   else:
     # end_step < 0: updates never stop during the benchmark.
-    updater = updaters.get_updater(method, update_frequency=delta_t,
+    updater = methods.create(method, update_frequency=delta_t,
                                    end_step=-1)
   updater.configure_run(train_steps=train_steps, seed=0)
   return updater
 
 
 def _sparse_case(model_fn, method, sparsity, delta_t, train_steps):
-  """Model and optimizer as `train_lib` builds them for `method`."""
+  """Model and optimizer as the trainer builds them for `method`."""
   updater = _updater(method, delta_t, train_steps)
   model = masked_layers.sparsify(model_fn())
   plan = masks.sparsity_plan(model, sparsity, 'erk')
@@ -196,7 +198,7 @@ def _round_runner(strategy, model, optimizer, batch, num_classes, xla):
   with strategy.scope():
     metrics = {'loss': keras.metrics.Mean(),
                'accuracy': keras.metrics.SparseCategoricalAccuracy()}
-  loop = train_lib._make_train_loop(  # pylint: disable=protected-access
+  loop = loop_lib.make_train_loop(
       strategy, model, optimizer, num_classes, int(batch[0].shape[0]),
       0.0, metrics, xla)
   iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
@@ -309,7 +311,7 @@ def format_steps(rows, delta_t):
 
 
 class _LoopTimer:
-  """Times `train_lib`'s loop from the end of its first step to its end.
+  """Times the trainer's loop from the end of its first step to its end.
 
   The trainer's first call of its compiled loop traces and compiles it: the
   timer splits that call into its first step and the rest (the same steps,
@@ -326,8 +328,8 @@ class _LoopTimer:
 
   @contextlib.contextmanager
   def installed(self):
-    make_loop = train_lib._make_train_loop  # pylint: disable=protected-access
-    train_to_end = train_lib._train_to_end  # pylint: disable=protected-access
+    make_loop = loop_lib.make_train_loop
+    train_to_end = trainer._train_to_end  # pylint: disable=protected-access
 
     def timed_make_loop(*args, **kwargs):
       loop = make_loop(*args, **kwargs)
@@ -354,20 +356,20 @@ class _LoopTimer:
       self.cpu_end = time.process_time()
       return result
 
-    with mock.patch.object(train_lib, '_make_train_loop', timed_make_loop), \
-        mock.patch.object(train_lib, '_train_to_end', timed_train_to_end):
+    with mock.patch.object(loop_lib, 'make_train_loop', timed_make_loop), \
+        mock.patch.object(trainer, '_train_to_end', timed_train_to_end):
       yield
 
 
 def trainer_run(method, train_steps, output_dir, bindings=()):
   """One quickstart run: timed steps, seconds, CPU seconds, the report."""
   gin.clear_config()
-  train_lib.parse_gin([QUICKSTART], [
+  train.parse_gin([QUICKSTART], [
       f"train_eval.method = '{method}'",
       f'train_eval.train_steps = {train_steps}', *bindings])
   timer = _LoopTimer()
   with timer.installed(), contextlib.redirect_stdout(io.StringIO()):
-    report = train_lib.train_eval(output_dir=output_dir, mode='train')
+    report = train.train_eval(output_dir=output_dir, mode='train')
   return (timer.steps, timer.end - timer.start,
           timer.cpu_end - timer.cpu_start, timer.in_loop, report)
 

@@ -35,7 +35,7 @@ Both are `tf.function`s, jit-compiled with --xla (as the trainer's
 cancels; compilation is not timed. It prints the maskable weights, the
 update's time, the dense step's and their ratio: how the update's cost
 grows with the number of weights. --layer also times the drop/grow of one
-784x300 layer (the engine alone, `updaters.drop_and_grow`).
+784x300 layer (the engine alone, `drop_grow.drop_and_grow`).
 
 Measured on a shared 2-core CPU (load 7-12, so absolute times are
 pessimistic), one update in dense train steps: LeNet-300-100 (266,200
@@ -69,8 +69,9 @@ from imagenet_resnet import resnet_model  # noqa: E402
 from mnist import models  # noqa: E402
 from rigl_tf import layers  # noqa: E402
 from rigl_tf import masks  # noqa: E402
+from rigl_tf import methods  # noqa: E402
 from rigl_tf import optimizers  # noqa: E402
-from rigl_tf import updaters  # noqa: E402
+from rigl_tf.methods import drop_grow  # noqa: E402
 
 # Model -> (input shape, or None for the image size; batch size).
 _MODELS = {
@@ -139,7 +140,7 @@ def _dense_step(model_name):
 def _update(model_name, method):
   """A compiled full mask update of `method`; returns (fn, #weights)."""
   model, input_shape, _ = _build(model_name)
-  updater = updaters.get_updater(method)
+  updater = methods.create(method)
   updater.configure_run(train_steps=_TRAIN_STEPS, seed=0)
   model = layers.sparsify(model)
   plan = masks.sparsity_plan(model, _SPARSITY.value, 'erk')
@@ -212,9 +213,9 @@ def _layer_ms(repeats):
   n = tf.constant(int(0.03 * 784 * 300))
   args = (mask, weight, score, n, n, tf.constant([1, 2], tf.int64),
           tf.constant(0.0))
-  plain = tf.function(updaters.drop_and_grow.python_function)
+  plain = tf.function(drop_grow.drop_and_grow.python_function)
   return _time_interleaved({
-      'xla': lambda: updaters.drop_and_grow(*args)[0].numpy(),
+      'xla': lambda: drop_grow.drop_and_grow(*args)[0].numpy(),
       'plain': lambda: plain(*args)[0].numpy(),
   }, repeats)
 

@@ -213,8 +213,8 @@ def get_dataset(name: str,
     ds = ds.repeat()
   if preprocess_fn is None:
     # scale_image is elementwise: applied to whole batches it gives the same
-    # values for a fraction of the cost (a map of one small example costs
-    # tens of µs; on the digits LeNet that was most of a training step).
+    # values for a fraction of the cost (a map per small example can cost
+    # more than a small model's training step).
     ds = ds.batch(batch_size, drop_remainder=training)
     ds = ds.map(scale_image, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)

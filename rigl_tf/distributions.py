@@ -70,6 +70,36 @@ def _raw_density(shape, method, erk_power_scale):
   return (n_in + n_out) / (n_in * n_out)
 
 
+def _solve_epsilon(shapes, sparsity, method, erk_power_scale, custom):
+  """ER/ERK's epsilon: (epsilon, raw densities, capped layer names).
+
+  Layers that would exceed density 1 become dense (capped, still inside the
+  budget) and epsilon is solved again, repeatedly.
+  """
+  capped = set()
+  while True:
+    budget = 0.0
+    divisor = 0.0
+    raw = {}
+    for name, shape in shapes.items():
+      if name in custom:
+        continue
+      size = math.prod(shape)
+      budget += size * (1.0 - sparsity)
+      if name in capped:
+        budget -= size
+      else:
+        raw[name] = _raw_density(shape, method, erk_power_scale)
+        divisor += raw[name] * size
+    if not raw or divisor <= 0:
+      return 0.0, raw, capped
+    epsilon = budget / divisor
+    max_raw = max(raw.values())
+    if max_raw * epsilon <= 1.0:
+      return epsilon, raw, capped
+    capped.update(n for n, r in raw.items() if r == max_raw)
+
+
 def get_sparsities(shapes: Mapping[str, Sequence[int]],
                    sparsity: float,
                    method: str = 'erk',
@@ -123,34 +153,8 @@ def get_sparsities(shapes: Mapping[str, Sequence[int]],
 
   if method == 'uniform':
     return {name: float(custom.get(name, sparsity)) for name in names}
-
-  # Solve epsilon; layers that would exceed density 1 become dense (capped,
-  # still inside the budget), repeat.
-  capped = set()
-  while True:
-    budget = 0.0
-    divisor = 0.0
-    raw = {}
-    for name in names:
-      if name in custom:
-        continue
-      size = math.prod(shapes[name])
-      budget += size * (1.0 - sparsity)
-      if name in capped:
-        budget -= size
-      else:
-        raw[name] = _raw_density(shapes[name], method, erk_power_scale)
-        divisor += raw[name] * size
-    if not raw or divisor <= 0:
-      epsilon = 0.0
-      break
-    epsilon = budget / divisor
-    max_raw = max(raw.values())
-    if max_raw * epsilon > 1.0:
-      capped.update(n for n, r in raw.items() if r == max_raw)
-    else:
-      break
-
+  epsilon, raw, capped = _solve_epsilon(shapes, sparsity, method,
+                                        erk_power_scale, custom)
   result = {}
   for name in names:
     if name in custom:

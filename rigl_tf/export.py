@@ -65,11 +65,10 @@ from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from rigl_tf import data  # noqa: E402
 from rigl_tf import flops  # noqa: E402
 from rigl_tf import layers as masked_layers  # noqa: E402
 from rigl_tf import runs  # noqa: E402
-from rigl_tf import train_lib  # noqa: E402
+from rigl_tf.errors import UserError  # noqa: E402
 
 QUANTIZATIONS = ('float16', 'int8')
 # Largest allowed |exported logit - checkpoint logit|, times max(1, max|logit|).
@@ -235,12 +234,6 @@ def export_model(model, export_dir, check_images, quantize=(),
   return results
 
 
-def _examples(dataset, split, count, data_dir):
-  batch = next(iter(data.get_dataset(dataset, split, count, training=False,
-                                     data_dir=data_dir)))
-  return batch[0].numpy()
-
-
 def format_report(files, micronet):
   """The exported files as a Markdown table, with the MicroNet estimate."""
   lines = ['| file | size (bytes) | max abs logit diff | tolerance | ok | '
@@ -273,11 +266,11 @@ def export_run(output_dir, export_dir=None, checkpoint=None, quantize=(),
     export_dir/export_report.json.
 
   Raises:
-    train_lib.UserError: bad input, or an export that does not match.
+    UserError: bad input, or an export that does not match.
   """
   unknown = sorted(set(quantize) - set(QUANTIZATIONS))
   if unknown:
-    raise train_lib.UserError(
+    raise UserError(
         f'unknown --quantize {unknown}; choose from '
         f'{", ".join(QUANTIZATIONS)}.')
   run = runs.load_run(output_dir, data_dir)
@@ -286,13 +279,12 @@ def export_run(output_dir, export_dir=None, checkpoint=None, quantize=(),
     path = (checkpoint if tf.io.gfile.exists(checkpoint + '.index')
             else os.path.join(output_dir, checkpoint))
     if not tf.io.gfile.exists(path + '.index'):
-      raise train_lib.UserError(
+      raise UserError(
           f'checkpoint {checkpoint!r} not found; the run has '
           f'{", ".join(os.path.basename(p) for p in run.checkpoints)}.')
   run.restore(path)
-  dataset = run.info.name
-  check = _examples(dataset, 'eval', num_check_images, data_dir)
-  representative = (_examples(dataset, 'train', 100, data_dir)
+  check = run.examples('eval', num_check_images)
+  representative = (run.examples('train', 100)
                     if 'int8' in quantize else None)
   export_dir = export_dir or os.path.join(output_dir, 'export')
   files = export_model(run.model, export_dir, check, quantize, representative)
@@ -309,7 +301,7 @@ def export_run(output_dir, export_dir=None, checkpoint=None, quantize=(),
     json.dump(report, f, indent=2)
   bad = [f.name for f in files if not f.matches]
   if bad:
-    raise train_lib.UserError(
+    raise UserError(
         f'exported {bad} do not reproduce the checkpoint\'s logits within '
         f'the tolerance; see {export_dir}/export_report.json.')
   return report
@@ -336,7 +328,7 @@ def main(argv):
     fv = flags.FLAGS
     report = export_run(fv.output_dir, fv.export_dir, fv.checkpoint,
                         tuple(fv.quantize), data_dir=fv.data_dir)
-  except train_lib.UserError as e:
+  except UserError as e:
     sys.exit(f'error: {e}')
   print(f'Exported {report["checkpoint"]}:')
   print(report['table'])

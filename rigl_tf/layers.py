@@ -30,10 +30,9 @@ from typing import Iterable, Sequence
 import gin
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
-from tensorflow_model_optimization.python.core.sparsity.keras import (
-    prune_registry,
-)
 import tf_keras as keras
+
+from rigl_tf import compat
 
 # Layer class -> attribute names of its maskable weights. Looked up along the
 # MRO, so user subclasses of Dense/Conv2D are maskable too.
@@ -66,35 +65,6 @@ def _maskable_weight_names(layer, mask_depthwise=False):
   return None
 
 
-def _registry_weights(layer):
-  """The prunable weights that TFMOT's prune registry lists for `layer`.
-
-  TFMOT exposes its registry of built-in layers through no public API
-  (`tfmot.sparsity.keras` exports only `PrunableLayer`), so this is the one
-  function that touches the private module: a TFMOT release that moves it
-  breaks only here.
-
-  Args:
-    layer: a tf_keras layer.
-
-  Returns:
-    None if the registry does not support `layer` or lists no prunable
-    weight for it (BatchNormalization, pooling, ...); otherwise the list of
-    its prunable weights, empty while `layer` is not built.
-  """
-  registry = prune_registry.PruneRegistry
-  if not registry.supports(layer):
-    return None
-  # RNN layers list their cells' kernels; other layers list weight names.
-  # pylint: disable=protected-access
-  if not (registry._is_rnn_layer(layer) or registry._weight_names(layer)):
-    return None
-  # pylint: enable=protected-access
-  if not layer.built:
-    return []
-  return list(registry.make_prunable(layer).get_prunable_weights())
-
-
 def is_maskable(layer, mask_depthwise=False):
   """Whether `MaskedLayer` can wrap `layer` (it has prunable weights).
 
@@ -114,7 +84,7 @@ def is_maskable(layer, mask_depthwise=False):
   if isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
     return True
   # Built-in layers TFMOT can prune (Embedding, RNNs, ...).
-  return _registry_weights(layer) is not None
+  return compat.tfmot_prunable_weights(layer) is not None
 
 
 def _prunable_weights(layer, mask_depthwise=False):
@@ -124,7 +94,7 @@ def _prunable_weights(layer, mask_depthwise=False):
     return [getattr(layer, name) for name in names]
   if isinstance(layer, tfmot.sparsity.keras.PrunableLayer):
     return list(layer.get_prunable_weights())
-  return _registry_weights(layer) or []
+  return compat.tfmot_prunable_weights(layer) or []
 
 
 def _short_name(variable):
@@ -175,7 +145,7 @@ class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
     self._set_mask_list([])
     self._set_dense_init_stds({})
 
-  @tf.__internal__.tracking.no_automatic_dependency_tracking
+  @compat.no_dependency_tracking
   def _set_dense_init_stds(self, stds):
     self._dense_init_stds = stds
 
@@ -199,7 +169,7 @@ class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
     """The std recorded by `record_dense_init_std`, or None."""
     return self._dense_init_stds.get(_short_name(weight))
 
-  @tf.__internal__.tracking.no_automatic_dependency_tracking
+  @compat.no_dependency_tracking
   def _set_mask_list(self, masks):
     # Kept out of Keras' attribute tracking: the variables are already
     # tracked once by `add_weight`.
@@ -313,14 +283,12 @@ class MaskedWeight:
     return int(self.weight.shape.num_elements())
 
 
-def _walk_layers(layer):
+def walk_layers(layer):
   """Yields `layer`'s sublayers depth-first in their tracked order."""
-  # pylint: disable-next=protected-access
-  children = layer._flatten_layers(include_self=False, recursive=False)
-  for child in children:
+  for child in compat.direct_sublayers(layer):
     yield child
     if not isinstance(child, MaskedLayer):
-      yield from _walk_layers(child)
+      yield from walk_layers(child)
 
 
 def get_masked_layers(model):
@@ -329,7 +297,7 @@ def get_masked_layers(model):
     return [model]
   seen = set()
   result = []
-  for layer in _walk_layers(model):
+  for layer in walk_layers(model):
     if isinstance(layer, MaskedLayer) and id(layer) not in seen:
       seen.add(id(layer))
       result.append(layer)
@@ -371,15 +339,23 @@ def _copy_layer(layer):
   return layer.__class__.from_config(layer.get_config())
 
 
-def _check_graph_model(model):
+def check_graph_model(model, what='sparsify()/strip()',
+                      wrapper='rigl_tf.layers.MaskedLayer'):
+  """Raises ValueError unless `model` is a Sequential or Functional model.
+
+  Args:
+    model: the model a function is about to clone.
+    what: the function(s), for the message.
+    wrapper: the layer wrapper a subclassed model can use directly.
+  """
   if not isinstance(model, keras.Model):
     raise ValueError(f'Expected a tf_keras Model, got {type(model).__name__}.')
   if not (isinstance(model, keras.Sequential)
-          or getattr(model, '_is_graph_network', False)):
+          or compat.is_graph_network(model)):
     raise ValueError(
-        f'{model.name!r} is a subclassed model: sparsify()/strip() clone '
-        'Sequential and Functional models only. In a subclassed model, wrap '
-        'layers with rigl_tf.layers.MaskedLayer directly.')
+        f'{model.name!r} is a subclassed model: {what} clone Sequential and '
+        f'Functional models only. In a subclassed model, wrap layers with '
+        f'{wrapper} directly.')
 
 
 def _copy_weights(source_model, target_model):
@@ -431,7 +407,7 @@ def sparsify(model, dense_layers: Iterable[str] = (), mask_depthwise=False):
     ValueError: for a subclassed model or a name in `dense_layers` that is
       not a layer of the model.
   """
-  _check_graph_model(model)
+  check_graph_model(model)
   dense_layers = set(dense_layers)
   all_names = set()
 
@@ -468,7 +444,7 @@ def sparsify(model, dense_layers: Iterable[str] = (), mask_depthwise=False):
 
 def strip(model):
   """Returns a plain Keras model: wrappers removed, kernels holding zeros."""
-  _check_graph_model(model)
+  check_graph_model(model)
 
   def clone_fn(layer):
     if isinstance(layer, keras.Model):

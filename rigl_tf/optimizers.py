@@ -72,8 +72,22 @@ from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
+from rigl_tf import compat
 from rigl_tf import layers as masked_layers
-from rigl_tf import updaters as updaters_lib
+from rigl_tf import slots
+from rigl_tf.methods import static
+
+
+def _delegated(name):
+  """A property read from and written to the wrapped optimizer."""
+
+  def get(self):
+    return getattr(self._optimizer, name)  # pylint: disable=protected-access
+
+  def set_(self, value):
+    setattr(self._optimizer, name, value)  # pylint: disable=protected-access
+
+  return property(get, set_)
 
 
 class _UnwrapPreventer:
@@ -88,7 +102,7 @@ class _UnwrapPreventer:
 
 
 @keras.utils.register_keras_serializable(package='rigl_tf')
-class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
+class SparseOptimizer(compat.DelegatingTrackableMixin,
                       keras.optimizers.Optimizer):
   """Keeps masked weights at zero and runs a `MaskUpdater`.
 
@@ -100,14 +114,14 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
   loading gives back the wrapped optimizer (see `from_config`).
   """
 
-  @tf.__internal__.tracking.no_automatic_dependency_tracking
+  @compat.no_dependency_tracking
   def __init__(self, optimizer, model, updater=None):
     """Wraps `optimizer`.
 
     Args:
       optimizer: a tf_keras (non-legacy) optimizer instance.
       model: the model (or list of `MaskedWeight`) whose masks to keep.
-      updater: a `MaskUpdater`; default: static masks.
+      updater: a method (`rigl_tf.methods`); default: static masks.
 
     Raises:
       TypeError: if `optimizer` is not a tf_keras optimizer.
@@ -124,11 +138,10 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
           'SparseOptimizer cannot wrap a LossScaleOptimizer; nest them the '
           'other way: LossScaleOptimizer(SparseOptimizer(inner, model)), or '
           'use rigl_tf.optimizers.sparse_optimizer(inner, model, updater).')
-    slot_lists(optimizer)  # An optimizer with unknown slots fails here.
+    slots.slot_lists(optimizer)  # An optimizer with unknown slots fails here.
     self._optimizer = optimizer
     self._model = model
-    self._updater = updater if updater is not None else (
-        updaters_lib.MaskUpdater())
+    self._updater = updater if updater is not None else static.Static()
     self._masked_weights = None
     # False while a step that takes no mask update is traced (see
     # `mask_updates_off`): the step is then the static one, with no
@@ -142,8 +155,7 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
     for layer in managed:
       layer.managed_by_sparse_optimizer = True
     # Not calling Optimizer.__init__: state and checkpoints are delegated.
-    tf.__internal__.tracking.DelegatingTrackableMixin.__init__(
-        self, self._optimizer)
+    compat.DelegatingTrackableMixin.__init__(self, self._optimizer)
     self._track_trackable(self._updater, 'mask_updater')
 
   @property
@@ -168,18 +180,14 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
       # Assigned after the build so a failed build is retried, not cached.
       self._set_masked_weights(weights)
 
-  @tf.__internal__.tracking.no_automatic_dependency_tracking
+  @compat.no_dependency_tracking
   def _set_masked_weights(self, weights):
     self._masked_weights = weights
 
   # Delegated optimizer state.
-  @property
-  def iterations(self):
-    return self._optimizer.iterations
-
-  @iterations.setter
-  def iterations(self, variable):
-    self._optimizer.iterations = variable
+  iterations = _delegated('iterations')
+  learning_rate = _delegated('learning_rate')
+  use_ema = _delegated('use_ema')
 
   @property
   def variables(self):
@@ -188,31 +196,15 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
   def build(self, var_list):
     return self._optimizer.build(var_list)
 
-  @property
-  def learning_rate(self):
-    return self._optimizer.learning_rate
-
-  @learning_rate.setter
-  def learning_rate(self, learning_rate):
-    self._optimizer.learning_rate = learning_rate
-
-  @property
-  def use_ema(self):
-    return self._optimizer.use_ema
-
-  @use_ema.setter
-  def use_ema(self, use_ema):
-    self._optimizer.use_ema = use_ema
-
   # Read by `LossScaleOptimizer.apply_gradients` (mixed precision), which
   # expects a real tf_keras Optimizer: answer for the wrapped one.
   @property
   def _run_with_dtensor(self):
-    return self._optimizer._run_with_dtensor  # pylint: disable=protected-access
+    return compat.run_with_dtensor(self._optimizer)
 
   @property
   def _mesh(self):
-    return self._optimizer._mesh  # pylint: disable=protected-access
+    return compat.dtensor_mesh(self._optimizer)
 
   def finalize_variable_values(self, var_list):
     """The wrapped optimizer's, then the masks again.
@@ -292,7 +284,9 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
         and kwargs.pop('experimental_aggregate_gradients', True)):
       grads_and_vars = self._optimizer.aggregate_gradients(grads_and_vars)
 
-    key = self._optimizer._var_key  # pylint: disable=protected-access
+    def key(variable):
+      return compat.var_key(self._optimizer, variable)
+
     grad_by_key = {key(v): g for g, v in grads_and_vars}
     mask_by_key = {key(mw.weight): mw.mask for mw in self._masked_weights}
     # Dense gradients of the masked weights, for gradient-based growth (a
@@ -330,7 +324,7 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
     # Decided when tracing: most optimizers need no re-masking at all.
     remasked = [
         mw for mw in self._masked_weights
-        if needs_remasking(self._optimizer, mw.weight)
+        if slots.needs_remasking(self._optimizer, mw.weight)
     ]
 
     def apply_weights():
@@ -352,14 +346,13 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
         self._zero_masked_state(strategy)
 
     # One condition: a step without a mask update runs the static step.
-    tf.__internal__.smart_cond.smart_cond(is_update, update_step,
-                                          apply_weights)
+    compat.smart_cond(is_update, update_step, apply_weights)
 
   def _zero_masked_state(self, strategy):
     """After a mask update: masked weights 0, their slots fresh.
 
     What every step without a mask update preserves (see
-    `_KEEPS_MASKED_WEIGHTS_AT_ZERO`). The drop/grow engine leaves this state
+    `slots.needs_remasking`). The drop/grow engine leaves this state
     already; an updater that only zeroes the weights it prunes (TFMOT's GMP)
     or zeroes slots whose fresh value is not 0 (SNIP with Adagrad) would
     leave masked weights free to move. Runs on mask-update steps only.
@@ -368,16 +361,18 @@ class SparseOptimizer(tf.__internal__.tracking.DelegatingTrackableMixin,
       strategy: the current `tf.distribute.Strategy` (cross-replica context).
     """
     for mw in self._masked_weights:
-      slots, fresh = get_slot_resets(self._optimizer, mw.weight)
+      slot_variables, fresh = slots.get_slot_resets(self._optimizer,
+                                                    mw.weight)
       strategy.extended.update(
-          mw.weight, _zero_masked, args=(mw.mask, slots, fresh), group=False)
+          mw.weight, _zero_masked, args=(mw.mask, slot_variables, fresh),
+          group=False)
 
 
-def _zero_masked(weight, mask, slots, fresh):
-  """Zeroes masked entries of `weight`, sets those of `slots` to `fresh`."""
+def _zero_masked(weight, mask, slot_variables, fresh):
+  """Zeroes masked entries of `weight`, sets those of its slots to `fresh`."""
   _multiply_by_mask(weight, mask)
-  for slot, value in zip(slots, fresh):
-    slot.assign(updaters_lib.fresh_where_dropped(slot, mask, value),
+  for slot, value in zip(slot_variables, fresh):
+    slot.assign(slots.fresh_where_dropped(slot, mask, value),
                 read_value=False)
 
 
@@ -417,7 +412,7 @@ def sparse_optimizer(optimizer, model, updater=None, policy=None):
   Args:
     optimizer: a tf_keras (non-legacy) optimizer instance.
     model: the masked model (or list of `MaskedWeight`).
-    updater: a `MaskUpdater`; default: static masks.
+    updater: a method (`rigl_tf.methods`); default: static masks.
     policy: a `keras.mixed_precision.Policy` or its name; None: the global
       policy.
 
@@ -455,183 +450,3 @@ def find_sparse_optimizer(optimizer):
 
 def _multiply_by_mask(weight, mask):
   return weight.assign(weight * tf.cast(mask, weight.dtype), read_value=False)
-
-
-# Where each tf_keras optimizer keeps its per-weight slots: class -> {list
-# attribute: value of a fresh slot}. Slots live in lists indexed through
-# `_index_dict` (a private layout; `slot_lists_test` checks this table
-# against what each optimizer actually builds, so a tf_keras release that
-# moves a slot fails a test instead of leaving stale state). Grown weights get
-# fresh slots: 0, except Adagrad's and Ftrl's accumulators, which start at
-# `initial_accumulator_value` (a 0 there would divide by ~0).
-_SLOT_LISTS = {
-    keras.optimizers.SGD: lambda o: {'momentums': 0.0},
-    keras.optimizers.Adam: lambda o: {
-        '_momentums': 0.0, '_velocities': 0.0, '_velocity_hats': 0.0},
-    keras.optimizers.AdamW: lambda o: {
-        '_momentums': 0.0, '_velocities': 0.0, '_velocity_hats': 0.0},
-    keras.optimizers.Nadam: lambda o: {'_momentums': 0.0, '_velocities': 0.0},
-    keras.optimizers.Adamax: lambda o: {'_m': 0.0, '_u': 0.0},
-    keras.optimizers.RMSprop: lambda o: {
-        '_velocities': 0.0, '_momentums': 0.0, '_average_gradients': 0.0},
-    keras.optimizers.Adagrad: lambda o: {
-        '_accumulators': float(o.initial_accumulator_value)},
-    keras.optimizers.Adadelta: lambda o: {
-        '_accumulated_grads': 0.0, '_accumulated_delta_vars': 0.0},
-    keras.optimizers.Ftrl: lambda o: {
-        '_accumulators': float(o.initial_accumulator_value),
-        '_linears': 0.0},
-    keras.optimizers.Lion: lambda o: {'momentums': 0.0},
-}
-
-
-# Why each optimizer of `_SLOT_LISTS` leaves a masked weight at exactly 0
-# without re-masking. Before a step, a masked weight is 0 (the initial masks
-# zero it; `update_masks` zeroes dropped weights) and its slots hold their
-# fresh value (0, or Adagrad's / Ftrl's initial accumulator): slots of
-# masked weights only ever see masked (zero) gradients, and `update_masks`
-# resets the slots of dropped and grown positions. With g = 0, w = 0 and
-# fresh slots, each update rule below gives 0 (or -0.0, which `== 0`), in any
-# float dtype, with and without the options named. Decoupled weight decay
-# (`weight_decay=` of every tf_keras optimizer, AdamW's, Lion's) is
-# w -= lr * wd * w: 0 stays 0. Clipping (clipnorm, clipvalue,
-# global_clipnorm) scales or clips the zero gradient: 0. A non-finite value
-# (e.g. eps = 0 giving 0 / 0) is no case for re-masking either: NaN * 0 is
-# NaN. `optimizers_test.MaskedWeightsStayZeroTest` trains every entry, with
-# its options and with drop/grow updates, without re-masking.
-_KEEPS_MASKED_WEIGHTS_AT_ZERO = {
-    keras.optimizers.SGD:
-        'm = momentum * 0 - lr * 0 = 0; w += m (nesterov: w += -lr * 0 + '
-        'momentum * m): 0',
-    keras.optimizers.Adam:
-        'm = v = 0 (amsgrad: v_hat = max(0, 0) = 0); w -= alpha * 0 / '
-        '(sqrt(0) + eps): 0',
-    keras.optimizers.AdamW:
-        'as Adam; the decay w -= lr * wd * w keeps 0',
-    keras.optimizers.Nadam:
-        'm = v = 0; m_hat = u * 0 / (1 - p) + (1 - u) * 0 / (1 - p) = 0; '
-        'w -= lr * 0 / (sqrt(0) + eps): 0',
-    keras.optimizers.Adamax:
-        'm = 0, u = max(beta_2 * 0, |0|) = 0; w -= lr * 0 / (c * (0 + eps)): 0',
-    keras.optimizers.RMSprop:
-        'v = 0 (centered: average 0, denominator eps); increment = lr * 0 * '
-        'rsqrt(eps) = 0; momentum = momentum * 0 + 0: 0',
-    keras.optimizers.Adagrad:
-        'accumulator = a0 + 0; w -= lr * 0 / sqrt(a0 + eps): 0',
-    keras.optimizers.Adadelta:
-        'accumulated grad = 0; delta = -sqrt(0 + eps) * 0 / sqrt(0 + eps) = '
-        '0; accumulated delta = 0; w += lr * 0: 0',
-    keras.optimizers.Ftrl:
-        'w is recomputed from the linear slot: linear += (0 + 2 * l2_shrinkage '
-        '* 0) - 0 * 0 = 0, so w = (clip(0, -l1, l1) - 0) / quadratic = 0, for '
-        'any l1, l2, l2_shrinkage, beta',
-    keras.optimizers.Lion:
-        'w -= lr * sign(beta_1 * 0 + (1 - beta_1) * 0) = lr * sign(0) = 0; '
-        'm = 0',
-}
-
-
-def needs_remasking(optimizer, variable):
-  """Whether `variable` must be multiplied by its mask after each step.
-
-  Not for the optimizers of `_KEEPS_MASKED_WEIGHTS_AT_ZERO` (whose update of
-  a masked weight is exactly 0, see there), except where a step writes the
-  weight otherwise:
-
-  * `use_ema=True` with `ema_overwrite_frequency`: every so many steps the
-    weights are overwritten with their moving averages, and the average of
-    a weight dropped by a mask update is not 0;
-  * a weight with a `constraint`, which the optimizer applies after the
-    update (an arbitrary function of the weight);
-  * a subclass of a known optimizer: it may change the update rule.
-
-  Args:
-    optimizer: a tf_keras optimizer (or a wrapper with `inner_optimizer`).
-    variable: a masked weight.
-
-  Returns:
-    bool, decided when the train step is traced.
-  """
-  optimizer = _unwrap(optimizer)
-  if type(optimizer) not in _KEEPS_MASKED_WEIGHTS_AT_ZERO:
-    return True
-  if optimizer.use_ema and optimizer.ema_overwrite_frequency:
-    return True
-  return getattr(variable, 'constraint', None) is not None
-
-
-def _unwrap(optimizer):
-  # SparseOptimizer and LossScaleOptimizer keep slots in their inner one.
-  while hasattr(optimizer, 'inner_optimizer'):
-    optimizer = optimizer.inner_optimizer
-  return optimizer
-
-
-def slot_lists(optimizer):
-  """{slot list attribute: fresh slot value} of a tf_keras optimizer.
-
-  Args:
-    optimizer: a tf_keras optimizer (or a wrapper with `inner_optimizer`).
-
-  Returns:
-    dict attribute name -> float.
-
-  Raises:
-    ValueError: for an optimizer whose slots are not known: resetting the
-      slots of grown weights would silently fail.
-  """
-  optimizer = _unwrap(optimizer)
-  for cls in type(optimizer).__mro__:
-    if cls in _SLOT_LISTS:
-      return _SLOT_LISTS[cls](optimizer)
-  known = ', '.join(sorted(c.__name__ for c in _SLOT_LISTS))
-  raise ValueError(
-      f'SparseOptimizer does not know where {type(optimizer).__name__} keeps '
-      'its per-weight state (momentum, ...), which must be reset for grown '
-      f'weights. Use one of the tf_keras optimizers {known} (or a subclass).')
-
-
-def get_slot_resets(optimizer, variable):
-  """(slot variables of `variable`, the fresh value of each).
-
-  Args:
-    optimizer: a tf_keras optimizer (or `SparseOptimizer`).
-    variable: a model variable the optimizer has built slots for.
-
-  Returns:
-    (list of variables shaped like `variable`, list of floats), aligned.
-
-  Raises:
-    ValueError: for an optimizer whose slots are not known.
-  """
-  optimizer = _unwrap(optimizer)
-  fresh = slot_lists(optimizer)
-  index_dict = getattr(optimizer, '_index_dict', None) or {}
-  # pylint: disable-next=protected-access
-  index = index_dict.get(optimizer._var_key(variable))
-  if index is None:
-    return [], []
-  slots, values = [], []
-  for name, value in fresh.items():
-    slot_list = getattr(optimizer, name, None)
-    # Optional slots (amsgrad, centered, momentum) are absent or empty.
-    if slot_list:
-      slots.append(slot_list[index])
-      values.append(value)
-  return slots, values
-
-
-def get_slot_variables(optimizer, variable):
-  """The wrapped optimizer's slot variables (momentum, m, v, ...) of `variable`.
-
-  Args:
-    optimizer: a tf_keras optimizer (or `SparseOptimizer`).
-    variable: a model variable the optimizer has built slots for.
-
-  Returns:
-    A list of variables shaped like `variable`, possibly empty.
-
-  Raises:
-    ValueError: for an optimizer whose slots are not known.
-  """
-  return get_slot_resets(optimizer, variable)[0]

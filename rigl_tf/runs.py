@@ -14,8 +14,10 @@
 """The model of a finished training run, rebuilt from its output directory.
 
 A run's `--output_dir` holds `operative_config.gin` (every value the run
-used) and its checkpoints `ckpt-N`. `load_run` parses the config, builds the
-same (masked) model as `train_lib` did and lists the checkpoints;
+used) and its checkpoints `ckpt-N`. `load_run` parses the config (whatever
+the run's task: every task's gin models and pipelines are registered),
+builds the same (masked) model as the trainer did, for the method's program
+(Gem-Miner's fine-tuned gem lives in `finetune/`), and lists the checkpoints;
 `SavedRun.restore(path)` loads one of them into the model. The tools that
 work on finished runs (`rigl_tf.visualize`, `rigl_tf.export`) start here.
 """
@@ -27,12 +29,11 @@ import gin
 import tensorflow as tf
 
 from rigl_tf import data
-from rigl_tf import layers as masked_layers
-from rigl_tf import train_lib
-from rigl_tf import updaters
-
-# Modules whose gin configurables a run's model_fn may name.
-_MODEL_MODULES = ('mnist.models',)
+from rigl_tf import tasks
+from rigl_tf import train
+from rigl_tf.errors import UserError
+from rigl_tf.train import build
+from rigl_tf.train import runners
 
 
 @dataclasses.dataclass
@@ -44,36 +45,41 @@ class SavedRun:
     model: the model as the run built it (with `MaskedLayer`s when sparse).
     info: the dataset's `data.DatasetInfo` (input shape, classes).
     method: the run's sparse training method.
-    checkpoints: checkpoint prefixes, oldest first.
+    checkpoints: checkpoint prefixes of the model, oldest first.
+    config: the run's `train.RunConfig` (its dataset and preprocessing).
   """
   output_dir: str
   model: object
   info: data.DatasetInfo
   method: str
   checkpoints: list
+  config: train.RunConfig = None
+
+  def examples(self, split, count):
+    """`count` images of `split` ('eval', 'train'), preprocessed as the run
+    evaluated them (numpy float32)."""
+    dataset = data.get_dataset(
+        self.info.name, split, count, training=False,
+        data_dir=self.config.data_dir,
+        preprocess_fn=self.config.eval_preprocess_fn,
+        manual_dir=self.config.manual_dir)
+    return next(iter(dataset))[0].numpy()
 
   def restore(self, path):
     """Loads checkpoint `path` into `model` (model weights and masks).
 
     Raises:
-      train_lib.UserError: the checkpoint holds another model.
+      UserError: the checkpoint holds another model.
     """
     try:
       status = tf.train.Checkpoint(model=self.model).restore(path)
       status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
       reason = ' '.join(str(e).split())[:300]
-      raise train_lib.UserError(
+      raise UserError(
           f'checkpoint {path} does not match the model of '
           f'{self.output_dir}/operative_config.gin ({reason}).') from e
     status.expect_partial()  # The optimizer's state is not needed.
-
-
-def _import_model_modules():
-  import importlib  # pylint: disable=g-import-not-at-top
-
-  for name in _MODEL_MODULES:
-    importlib.import_module(name)
 
 
 def list_checkpoints(output_dir):
@@ -98,33 +104,27 @@ def load_run(output_dir, data_dir=None):
     A `SavedRun`.
 
   Raises:
-    train_lib.UserError: no finished run there, or its config is unusable.
+    UserError: no finished run there, or its config is unusable.
   """
-  config = os.path.join(output_dir or '', 'operative_config.gin')
-  if not output_dir or not tf.io.gfile.exists(config):
-    raise train_lib.UserError(
+  config_path = os.path.join(output_dir or '', 'operative_config.gin')
+  if not output_dir or not tf.io.gfile.exists(config_path):
+    raise UserError(
         f'no training run in {output_dir!r} (operative_config.gin missing): '
         'pass the --output_dir of a training run.')
-  checkpoints = list_checkpoints(output_dir)
-  if not checkpoints:
-    raise train_lib.UserError(f'no checkpoint in {output_dir}.')
-  _import_model_modules()
+  tasks.import_task_modules()
   gin.clear_config()
-  with tf.io.gfile.GFile(config) as f:
-    train_lib.parse_gin([], [f.read()])
-  model_fn = gin.query_parameter('train_eval.model_fn')
-  if model_fn is None:
-    raise train_lib.UserError(f'{config} binds no train_eval.model_fn.')
-  dataset = gin.query_parameter('train_eval.dataset')
-  method = gin.query_parameter('train_eval.method')
+  with tf.io.gfile.GFile(config_path) as f:
+    train.parse_gin([], [f.read()])
+  config = train.RunConfig(output_dir=output_dir, data_dir=data_dir)
+  if config.model_fn is None:
+    raise UserError(f'{config_path} binds no train_eval.model_fn.')
   try:
-    info = data.get_info(dataset, data_dir)
-  except data.DatasetUnavailableError as e:
-    raise train_lib.UserError(str(e)) from e
-  model = model_fn.scoped_configurable_fn(input_shape=info.input_shape,
-                                          num_classes=info.num_classes)
-  if updaters.get_updater_class(method).sparse:
-    model = masked_layers.sparsify(model)
-  if not model.built:
-    model.build((None,) + tuple(info.input_shape))
-  return SavedRun(output_dir, model, info, method, checkpoints)
+    runner = runners.runner_for(config.method)
+  except ValueError as e:
+    raise UserError(f'{config_path}: {e}') from e
+  strategy, info = build.strategy_and_info(config)
+  model, directory = runner.model_for_checkpoints(config, strategy, info)
+  checkpoints = list_checkpoints(directory)
+  if not checkpoints:
+    raise UserError(f'no checkpoint in {directory}.')
+  return SavedRun(output_dir, model, info, config.method, checkpoints, config)

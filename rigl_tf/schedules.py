@@ -36,6 +36,8 @@ import re
 import gin
 import tensorflow as tf
 
+from rigl_tf import distributions
+
 ANNEALS = ('constant', 'cosine', 'exponential')
 
 _EXPONENTIAL = re.compile(r'^exponential(?:_(\d+(?:\.\d*)?|\.\d+))?$')
@@ -286,7 +288,7 @@ def cubic_counts(size, initial_ones, final_ones, begin_step, end_step,
   for k in range(num + 1):
     sparsity = cubic_sparsity(begin_step + k * update_frequency, s_i, s_f,
                               begin_step, end_step, update_frequency)
-    ones = size - int(math.floor(round(sparsity * size, 6)))
+    ones = distributions.num_ones(sparsity, size)
     counts.append(max(min(ones, initial_ones), final_ones))
   counts[-1] = final_ones
   return counts

@@ -42,16 +42,15 @@ with quiet.native_stderr_silenced():
 
 from absl import app  # noqa: E402
 
-from rigl_tf import train_lib  # noqa: E402
+from rigl_tf.train import cli  # noqa: E402
 
 
 def main(script_doc, models):
-  """Defines the shared flags and runs `train_lib.run` under absl.
+  """Defines the shared flags and runs `train.cli.run` under absl.
 
   Args:
     script_doc: the script's module docstring (the head of its --help).
     models: names of the task's gin model builders, listed by --help.
   """
-  train_lib.define_flags()
-  app.run(train_lib.run,
-          flags_parser=train_lib.flags_parser(script_doc, models=models))
+  cli.define_flags()
+  app.run(cli.run, flags_parser=cli.flags_parser(script_doc, models=models))

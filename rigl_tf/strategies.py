@@ -15,6 +15,8 @@
 
 import tensorflow as tf
 
+from rigl_tf import compat
+
 STRATEGIES = ('default', 'mirrored', 'multi_worker', 'tpu')
 
 
@@ -69,7 +71,7 @@ def mirrored_strategy(devices=None):
   Returns:
     A `tf.distribute.MirroredStrategy`.
   """
-  tf.distribute.MirroredStrategy._collective_key_base += 100_000  # pylint: disable=protected-access
+  compat.separate_collective_keys()
   return tf.distribute.MirroredStrategy(devices)
 
 

@@ -47,7 +47,7 @@ import tensorflow as tf  # noqa: E402
 
 from rigl_tf import pictures  # noqa: E402
 from rigl_tf import runs  # noqa: E402
-from rigl_tf import train_lib  # noqa: E402
+from rigl_tf.errors import UserError  # noqa: E402
 
 
 def _step_of(checkpoint):
@@ -66,7 +66,7 @@ def render_run(output_dir, pictures_dir=None, frame_ms=400):
     list of the paths written.
 
   Raises:
-    train_lib.UserError: no run or no checkpoint there.
+    UserError: no run or no checkpoint there.
   """
   run = runs.load_run(output_dir)
   pictures_dir = pictures_dir or os.path.join(output_dir, 'pictures')
@@ -125,7 +125,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   try:
     written = render_run(flag_values.output_dir, flag_values.pictures_dir)
-  except train_lib.UserError as e:
+  except UserError as e:
     sys.exit(f'error: {e}')
   for path in written:
     print(path)

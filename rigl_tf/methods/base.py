@@ -1,0 +1,341 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The base class of every sparse training method, and its shared checks.
+
+A method is a `MaskUpdater` subclass plugged into `SparseOptimizer`. The
+optimizer masks the gradients, calls `on_step` (every step), applies the
+wrapped optimizer (re-masking the weights it could move:
+`slots.needs_remasking`), and, on the steps where `is_update_step(step)` is
+true, calls `update_masks` (which leaves dropped weights at 0); both hooks
+run in cross-replica context with the all-reduced dense gradients. A method
+says when and how masks change, and what a training step costs
+(`training_flops_per_step`, its training-cost rule, which `rigl_tf.flops` is
+handed). The trainer tells a method the run's length and seed
+(`configure_run`) before it is built, and its training steps call the model
+`wrap_model` returns (the model itself, except for a method that acts
+through layer wrappers of its own, such as `tfmot_gmp` through TFMOT's).
+
+The base class keeps the "ever active" masks behind the ITOP rate (in-time
+over-parameterisation: the fraction of weights that were active at some
+point). Everything that writes a mask runs per device inside
+`strategy.extended.update`, from inputs that are identical on every replica
+(all-reduced gradients, mirrored variables, stateless RNG keyed by (seed,
+step, layer index)), so all replicas compute the same masks.
+"""
+
+import math
+
+import tensorflow as tf
+
+from rigl_tf import masks as masks_lib
+from rigl_tf import slots
+
+
+def check_choice(value, choices, what):
+  """Raises ValueError unless `value` is one of `choices`.
+
+  Args:
+    value: the configured value.
+    choices: the allowed values.
+    what: its name in the message, e.g. 'grow_init'.
+  """
+  if value not in choices:
+    raise ValueError(f'Unknown {what} {value!r}; choose one of '
+                     f'{", ".join(map(str, choices))}.')
+
+
+def check_range(value, what, low=None, high=None, low_open=False,
+                high_open=False):
+  """Raises ValueError unless `value` lies between `low` and `high`.
+
+  Args:
+    value: the configured number.
+    what: its name in the message.
+    low: the smallest allowed value (None: no bound).
+    high: the largest (None: no bound).
+    low_open: exclude `low` itself.
+    high_open: exclude `high` itself.
+  """
+  ok = not math.isnan(value)
+  if low is not None:
+    ok = ok and (value > low if low_open else value >= low)
+  if high is not None:
+    ok = ok and (value < high if high_open else value <= high)
+  if ok:
+    return
+  if high is None:
+    bound = f'{">" if low_open else ">="} {low:g}'
+  elif low is None:
+    bound = f'{"<" if high_open else "<="} {high:g}'
+  else:
+    bound = (f'in {"(" if low_open else "["}{low:g}, {high:g}'
+             f'{")" if high_open else "]"}')
+  raise ValueError(f'{what} must be {bound}, got {value}.')
+
+
+def state_variable(initial_value, name, dtype=None):
+  """A non-trainable updater state variable, mirrored under a strategy.
+
+  Written only in cross-replica context (or identically on every replica);
+  a replica-context write keeps the first replica's value.
+
+  Args:
+    initial_value: tensor, or a callable returning one.
+    name: variable name.
+    dtype: optional dtype.
+
+  Returns:
+    A `tf.Variable`.
+  """
+  return tf.Variable(
+      initial_value, trainable=False, name=name, dtype=dtype,
+      synchronization=tf.VariableSynchronization.ON_WRITE,
+      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+class MaskUpdater(tf.Module):
+  """The base class of every method: fixed masks unless a subclass changes them.
+
+  Subclasses override `is_update_step` and `update_masks` (and `on_step` if
+  they keep per-step state); the optimizer calls them, so a new method needs
+  no change to `SparseOptimizer`.
+
+  The base class also keeps, per masked weight, an "ever active" 0/1
+  variable: the initial mask OR-ed with the mask after every update
+  (`record_ever_active`). `itop_rate()` is the fraction of masked weights
+  that were ever active; for static masks it equals the density.
+
+  Attributes:
+    sparse: whether the method trains masked layers (False only for dense).
+    skip_weight_update_on_mask_update: whether the optimizer skips the
+      weight update on a step where the masks change (RigL's default).
+    update_leaves_masked_state: whether `update_masks` itself leaves every
+      masked entry of the weights at 0 and of their optimizer slots at a
+      fresh slot's value (the drop/grow engine does); if not, the optimizer
+      does it after each update (a pass over every masked weight and slot).
+  """
+
+  sparse = True
+  skip_weight_update_on_mask_update = False
+  update_leaves_masked_state = False
+
+  def __init__(self, seed=None, name=None):
+    """Creates the updater.
+
+    Args:
+      seed: seed of the stateless RNG; None: the run's seed
+        (`configure_run`), 0 until then.
+      name: module name.
+    """
+    super().__init__(name=name or type(self).__name__)
+    self._seed_given = seed is not None
+    self.seed = 0 if seed is None else int(seed)
+    self._masked_weights = []
+    self._ever_active = []
+
+  def build(self, masked_weights):
+    """Creates per-layer state; called once, in the strategy's scope.
+
+    Subclasses that override it call `super().build(masked_weights)` first.
+
+    Args:
+      masked_weights: the list of `MaskedWeight` the optimizer manages.
+    """
+    self._masked_weights = list(masked_weights)
+    # Appended to the lists made in __init__, not new lists: a checkpoint
+    # restored before the first step matched those lists, and restores
+    # their elements as they are appended.
+    for mw in self._masked_weights:
+      self._ever_active.append(
+          state_variable(lambda m=mw.mask: tf.cast(m, tf.float32),
+                         name=f'ever_active_{mw.index}'))
+
+  def init_masks(self, model, plan, seed=0, method='random',
+                 train_steps=None):
+    """Draws the initial masks; the trainer calls it before training.
+
+    Static and dynamic methods start from the plan's final sparsities;
+    gradual methods (GMP, GraNet) and SNIP override it (dense or
+    `init_density` masks) and keep the plan for their schedule.
+
+    Args:
+      model: the sparsified model (or list of `MaskedWeight`).
+      plan: a `masks.SparsityPlan`.
+      seed: seed of the stateless RNG.
+      method: 'random' or 'magnitude' (`masks.init_masks`).
+      train_steps: the run's length, for defaults given as fractions of it
+        (None when unknown).
+    """
+    del train_steps
+    masks_lib.init_masks(model, plan.final, seed=seed, method=method)
+
+  def wrap_model(self, model):
+    """The model whose forward pass the training steps call.
+
+    The trainer calls it once, in the strategy's scope, after
+    `init_masks`. A method that acts through layer wrappers of its own
+    (`tfmot_gmp`: TFMOT's `PruneLowMagnitude`) returns a model of those
+    wrappers around the masked layers, sharing `model`'s variables, and
+    keeps the wrappers (so their state is checkpointed with the updater).
+    Everything else (the optimizer, evaluation, reports, checkpoints of the
+    model) uses `model` itself.
+
+    Args:
+      model: the sparsified model with its initial masks.
+
+    Returns:
+      `model` (for every method that needs no wrapper).
+    """
+    return model
+
+  def is_update_step(self, step):
+    """Whether masks change at `step` (a Python bool or a scalar tensor)."""
+    del step
+    return False
+
+  def on_step(self, strategy, masked_weights, dense_grads, step):
+    """Runs every step, in cross-replica context, before the weight update.
+
+    For state that follows every step (SNFS's gradient EMA). Write variables
+    with `strategy.extended.update`, as in `update_masks`.
+
+    Args:
+      strategy: the current `tf.distribute.Strategy`.
+      masked_weights: list of `MaskedWeight`.
+      dense_grads: list of gradients (dense, all-reduced), aligned.
+      step: scalar int tensor, the step being taken.
+    """
+    del strategy, masked_weights, dense_grads, step
+
+  def update_masks(self, strategy, masked_weights, dense_grads, step,
+                   optimizer):
+    """Changes masks, weights and slots; runs in cross-replica context.
+
+    Write variables with `strategy.extended.update(var, fn, args=...)`;
+    `dense_grads` (all-reduced, one per masked weight) become per-device
+    values there. Implementations end with `record_ever_active(strategy)`.
+
+    Args:
+      strategy: the current `tf.distribute.Strategy`.
+      masked_weights: list of `MaskedWeight`.
+      dense_grads: list of gradients (dense, all-reduced), aligned.
+      step: scalar int tensor, the step being taken.
+      optimizer: the wrapped Keras optimizer (for its slots).
+    """
+    del strategy, masked_weights, dense_grads, step, optimizer
+
+  def record_ever_active(self, strategy):
+    """ORs the current masks into the "ever active" masks (cross-replica)."""
+    for mw, ever in zip(self._masked_weights, self._ever_active):
+      strategy.extended.update(ever, _or_assign, args=(mw.mask,), group=False)
+
+  def _ever_active_values(self):
+    # The current mask is OR-ed in too, so that an updater that forgets
+    # `record_ever_active` still reports every weight active now.
+    return [
+        tf.maximum(tf.cast(ever, tf.float32), tf.cast(mw.mask, tf.float32))
+        for mw, ever in zip(self._masked_weights, self._ever_active)
+    ]
+
+  def layer_itop_rates(self):
+    """dict masked-weight name -> fraction of its weights ever active."""
+    return {
+        mw.name: tf.reduce_mean(ever) for mw, ever in zip(
+            self._masked_weights, self._ever_active_values())
+    }
+
+  def itop_rate(self):
+    """Fraction of all masked weights that were ever active (a tensor)."""
+    if not self._masked_weights:
+      return tf.constant(1.0)
+    ever = sum(tf.reduce_sum(e) for e in self._ever_active_values())
+    total = sum(mw.size for mw in self._masked_weights)
+    return ever / float(total)
+
+  def configure_run(self, train_steps=None, seed=None):
+    """Tells the updater about the run, before `build` (the trainer does).
+
+    Subclasses whose defaults depend on the run's length (the end of mask
+    updates) resolve them here, after calling this method.
+
+    Args:
+      train_steps: the run's number of optimizer steps, if known.
+      seed: the run's seed; it keys the updater's stateless randomness
+        unless a seed was given to the constructor.
+    """
+    del train_steps
+    if seed is not None and not self._seed_given:
+      self.seed = int(seed)
+
+  def stretch_steps(self, multiplier):
+    """Scales the method's step hyperparameters by `multiplier`.
+
+    RigL's `training_steps_multiplier` runs (1x, 2x, 5x) stretch the mask
+    schedule with the training; the trainer calls this before
+    `configure_run`. Fixed masks have no schedule.
+
+    Args:
+      multiplier: the run's training_steps_multiplier.
+    """
+    del multiplier
+
+  @classmethod
+  def training_flops_per_step(cls, costs):
+    """The method's training-cost rule: FLOPs per example and step.
+
+    Fixed sparse masks: a sparse forward pass, sparse input gradients and
+    sparse weight gradients, 3 f_S. Reports hand the class to
+    `flops.training_flops_ratio`; a new method states its own rule.
+
+    Args:
+      costs: a `flops.TrainingCostInputs` (f_dense, f_sparse and the run's
+        options, e.g. update_frequency).
+
+    Returns:
+      The average training FLOPs of one step for one example.
+    """
+    return 3.0 * costs.f_sparse
+
+  def training_cost_options(self, train_steps, costs=None):
+    """Inputs of `flops.training_flops_ratio` for this method's run.
+
+    Args:
+      train_steps: the run's number of steps.
+      costs: the model's `flops.layer_costs` (for methods whose cost follows
+        a density schedule).
+
+    Returns:
+      dict of keyword arguments (none for fixed masks).
+    """
+    del train_steps, costs
+    return {}
+
+  def summaries(self):
+    """Scalars for TensorBoard: dict name -> tensor or variable.
+
+    `itop_rate`, and per masked weight `density/<name>` and `itop/<name>`.
+    """
+    if not self._masked_weights:
+      return {}
+    result = {'itop_rate': self.itop_rate()}
+    for mw in self._masked_weights:
+      result[f'density/{mw.name}'] = tf.reduce_mean(
+          tf.cast(mw.mask, tf.float32))
+    for name, rate in self.layer_itop_rates().items():
+      result[f'itop/{name}'] = rate
+    return result
+
+
+def _or_assign(ever, mask):
+  return ever.assign(slots.ever_or(ever, mask), read_value=False)

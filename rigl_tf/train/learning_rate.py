@@ -1,0 +1,202 @@
+# Copyright 2026 The rigl_tf Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The wrapped optimizer and its learning-rate schedule (`make_optimizer`).
+
+gin: `make_optimizer.name` ('sgd', 'adam'), `.learning_rate`, `.schedule`
+('constant', 'cosine', 'piecewise'), `.warmup_steps`, ...; or
+`make_optimizer.schedule_fn = @epoch_schedule` for RigL's ImageNet recipe.
+"""
+
+import math
+
+import gin
+import tensorflow as tf
+import tf_keras as keras
+
+from rigl_tf.errors import UserError
+
+
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warm-up to `base`, then constant/cosine/piecewise decay."""
+
+  def __init__(self, base, kind, train_steps, warmup_steps=0, boundaries=(),
+               multipliers=(), alpha=0.0):
+    super().__init__()
+    self.base = float(base)
+    self.kind = kind
+    self.train_steps = int(train_steps)
+    self.warmup_steps = int(warmup_steps)
+    self.boundaries = [int(b) for b in boundaries]
+    self.multipliers = [float(m) for m in multipliers]
+    self.alpha = float(alpha)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    if self.kind == 'cosine':
+      span = max(self.train_steps - self.warmup_steps, 1)
+      progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+      cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+      lr = self.base * ((1.0 - self.alpha) * cosine + self.alpha)
+    elif self.kind == 'piecewise':
+      lr = tf.constant(self.base)
+      for boundary, multiplier in zip(self.boundaries, self.multipliers):
+        lr = tf.where(step >= boundary, self.base * multiplier, lr)
+    else:
+      lr = tf.constant(self.base)
+    if self.warmup_steps > 0:
+      lr = lr * tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
+    return lr
+
+  def get_config(self):
+    return dict(base=self.base, kind=self.kind, train_steps=self.train_steps,
+                warmup_steps=self.warmup_steps, boundaries=self.boundaries,
+                multipliers=self.multipliers, alpha=self.alpha)
+
+
+OPTIMIZERS = {
+    'sgd': lambda lr, momentum, nesterov: keras.optimizers.SGD(
+        lr, momentum=momentum, nesterov=nesterov),
+    'adam': lambda lr, momentum, nesterov: keras.optimizers.Adam(lr),
+}
+SCHEDULES = ('constant', 'cosine', 'piecewise')
+
+
+class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """RigL's ImageNet schedule: linear warm-up, then step decay, in epochs.
+
+  The epoch is the fractional `step * batch_size / num_train_examples`.
+  The learning rate is `base_learning_rate * batch_size / 256`, scaled
+  linearly from 0 over the warm-up epochs, then multiplied by
+  `multipliers[i]` from epoch `decay_epochs[i]` on. `steps_multiplier`
+  stretches every epoch boundary (RigL's `training_steps_multiplier`).
+  """
+
+  def __init__(self, batch_size, num_train_examples, base_learning_rate,
+               warmup_epochs, decay_epochs, multipliers, steps_multiplier=1.0):
+    super().__init__()
+    self.batch_size = int(batch_size)
+    self.num_train_examples = int(num_train_examples)
+    self.base_learning_rate = float(base_learning_rate)
+    self.warmup_epochs = float(warmup_epochs)
+    self.decay_epochs = [float(e) for e in decay_epochs]
+    self.multipliers = [float(m) for m in multipliers]
+    self.steps_multiplier = float(steps_multiplier)
+
+  def __call__(self, step):
+    scaled = self.base_learning_rate * self.batch_size / 256.0
+    epoch = (tf.cast(step, tf.float32) * self.batch_size
+             / self.num_train_examples / self.steps_multiplier)
+    lr = tf.constant(scaled)
+    if self.warmup_epochs > 0:
+      lr = scaled * tf.minimum(epoch / self.warmup_epochs, 1.0)
+    for start, multiplier in zip(self.decay_epochs, self.multipliers):
+      lr = tf.where(epoch >= start, scaled * multiplier, lr)
+    return lr
+
+  def get_config(self):
+    return dict(batch_size=self.batch_size,
+                num_train_examples=self.num_train_examples,
+                base_learning_rate=self.base_learning_rate,
+                warmup_epochs=self.warmup_epochs,
+                decay_epochs=self.decay_epochs, multipliers=self.multipliers,
+                steps_multiplier=self.steps_multiplier)
+
+
+@gin.configurable
+def epoch_schedule(batch_size,
+                   steps_multiplier=1.0,
+                   num_train_examples=1_281_167,
+                   base_learning_rate=0.1,
+                   warmup_epochs=5,
+                   decay_epochs=(30, 70, 90),
+                   multipliers=(0.1, 0.01, 0.001)):
+  """An `EpochSchedule`; defaults: RigL's ResNet-50 ImageNet recipe.
+
+  Bind as `make_optimizer.schedule_fn = @epoch_schedule`.
+
+  Args:
+    batch_size: global batch size (the trainer passes it).
+    steps_multiplier: the run's training_steps_multiplier (passed).
+    num_train_examples: examples per epoch (ImageNet: 1,281,167).
+    base_learning_rate: learning rate per 256 images.
+    warmup_epochs: linear warm-up from 0.
+    decay_epochs: epochs where the multiplier changes.
+    multipliers: multipliers of the scaled rate from each of those epochs.
+
+  Returns:
+    The schedule.
+  """
+  if len(decay_epochs) != len(multipliers):
+    raise UserError('epoch_schedule.decay_epochs and multipliers must have '
+                    'the same length.')
+  return EpochSchedule(batch_size, num_train_examples, base_learning_rate,
+                       warmup_epochs, decay_epochs, multipliers,
+                       steps_multiplier)
+
+
+@gin.configurable(denylist=['batch_size', 'steps_multiplier'])
+def make_optimizer(train_steps,
+                   batch_size=None,
+                   steps_multiplier=1.0,
+                   name='sgd',
+                   learning_rate=0.1,
+                   momentum=0.9,
+                   nesterov=False,
+                   schedule='constant',
+                   warmup_steps=0,
+                   boundaries=(),
+                   multipliers=(),
+                   end_learning_rate_factor=0.0,
+                   schedule_fn=None):
+  """The wrapped (inner) optimizer and its learning-rate schedule.
+
+  Args:
+    train_steps: total training steps (for the cosine decay), already
+      multiplied by `steps_multiplier`.
+    batch_size: the global batch size (for `schedule_fn`).
+    steps_multiplier: training_steps_multiplier; stretches `warmup_steps`
+      and `boundaries` as it stretched `train_steps`.
+    name: 'sgd' or 'adam'.
+    learning_rate: base learning rate.
+    momentum: SGD momentum.
+    nesterov: SGD Nesterov momentum.
+    schedule: 'constant', 'cosine' or 'piecewise'.
+    warmup_steps: linear warm-up steps.
+    boundaries: piecewise: steps where the multiplier changes.
+    multipliers: piecewise: learning-rate multipliers from each boundary on.
+    end_learning_rate_factor: cosine: final lr as a fraction of the base.
+    schedule_fn: fn(batch_size=, steps_multiplier=) -> schedule, replacing
+      learning_rate/schedule/warmup_steps/boundaries (e.g. `epoch_schedule`).
+
+  Returns:
+    (optimizer, schedule) where schedule(step) gives the learning rate.
+  """
+  if name not in OPTIMIZERS:
+    raise UserError(f'Unknown optimizer {name!r}; choose one of '
+                    f'{", ".join(sorted(OPTIMIZERS))}.')
+  if schedule not in SCHEDULES:
+    raise UserError(f'Unknown learning-rate schedule {schedule!r}; choose '
+                    f'one of {", ".join(SCHEDULES)}.')
+  if len(boundaries) != len(multipliers):
+    raise UserError('make_optimizer.boundaries and multipliers must have the '
+                    'same length.')
+  if schedule_fn is not None:
+    lr = schedule_fn(batch_size=batch_size, steps_multiplier=steps_multiplier)
+  else:
+    lr = WarmupSchedule(
+        learning_rate, schedule, train_steps,
+        round(warmup_steps * steps_multiplier),
+        [round(b * steps_multiplier) for b in boundaries], multipliers,
+        end_learning_rate_factor)
+  return OPTIMIZERS[name](lr, momentum, nesterov), lr
