@@ -11,7 +11,16 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The error every entry point reports as one line."""
+"""The error every entry point reports as one line, and those entry points.
+
+`cli_main(program)` is the absl `main` of every command line: bad input ends
+with one `error: ...` line on stderr and exit status 1.
+"""
+
+import sys
+
+from absl import flags
+from absl import logging
 
 
 class UserError(Exception):
@@ -22,3 +31,34 @@ class UserError(Exception):
   on stderr and exit with status 1; library code raises `ValueError` and the
   trainer turns it into this.
   """
+
+
+def one_line(error):
+  """The message of `error`, without the context lines gin appends."""
+  return str(error).split('\n  In call to configurable')[0].strip()
+
+
+def cli_main(program):
+  """An absl `main` running `program(flag_values)`; a UserError: one line.
+
+  Positional arguments are refused (every input is a --flag), and library
+  INFO logs are hidden unless --verbosity is given.
+
+  Args:
+    program: fn(the parsed `flags.FLAGS`).
+
+  Returns:
+    fn(argv), for `absl.app.run`.
+  """
+
+  def main(argv):
+    if len(argv) > 1:
+      sys.exit(f'error: unexpected arguments {argv[1:]}; use --flags.')
+    if not flags.FLAGS['verbosity'].present:
+      logging.set_verbosity(logging.WARNING)
+    try:
+      program(flags.FLAGS)
+    except UserError as e:
+      sys.exit(f'error: {one_line(e)}')
+
+  return main

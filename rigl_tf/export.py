@@ -45,7 +45,6 @@ every file's size next to the MicroNet size estimate of `rigl_tf.flops`
 import dataclasses
 import json
 import os
-import sys
 import warnings
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -65,6 +64,7 @@ from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from rigl_tf import errors  # noqa: E402
 from rigl_tf import flops  # noqa: E402
 from rigl_tf import layers as masked_layers  # noqa: E402
 from rigl_tf import runs  # noqa: E402
@@ -319,21 +319,13 @@ def define_flags():
   flags.DEFINE_string('data_dir', None, 'tensorflow_datasets data_dir.')
 
 
-def main(argv):
-  if len(argv) > 1:
-    sys.exit(f'error: unexpected arguments {argv[1:]}; use --flags.')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  try:
-    fv = flags.FLAGS
-    report = export_run(fv.output_dir, fv.export_dir, fv.checkpoint,
-                        tuple(fv.quantize), data_dir=fv.data_dir)
-  except UserError as e:
-    sys.exit(f'error: {e}')
+def _main(fv):
+  report = export_run(fv.output_dir, fv.export_dir, fv.checkpoint,
+                      tuple(fv.quantize), data_dir=fv.data_dir)
   print(f'Exported {report["checkpoint"]}:')
   print(report['table'])
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(errors.cli_main(_main))

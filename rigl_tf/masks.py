@@ -25,6 +25,7 @@ import gin
 import tensorflow as tf
 import tf_keras as keras
 
+from rigl_tf import checks
 from rigl_tf import distributions
 from rigl_tf import layers as masked_layers
 from rigl_tf import rng
@@ -201,12 +202,8 @@ def init_masks(model_or_weights, sparsities, seed=0, method='random',
     ValueError: unknown method or weight_scaling, or a layer missing from
       `sparsities`.
   """
-  if method not in MASK_INITS:
-    raise ValueError(f'Unknown mask init {method!r}; choose one of '
-                     f'{", ".join(MASK_INITS)}.')
-  if weight_scaling not in WEIGHT_SCALINGS:
-    raise ValueError(f'Unknown weight_scaling {weight_scaling!r}; choose one '
-                     f'of {", ".join(WEIGHT_SCALINGS)}.')
+  checks.check_choice(method, MASK_INITS, 'mask init')
+  checks.check_choice(weight_scaling, WEIGHT_SCALINGS, 'weight_scaling')
   weights = masked_layers.get_masked_weights(model_or_weights)
   if not isinstance(sparsities, dict):
     sparsities = {mw.name: float(sparsities) for mw in weights}

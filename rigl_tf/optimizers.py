@@ -158,13 +158,10 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
     compat.DelegatingTrackableMixin.__init__(self, self._optimizer)
     self._track_trackable(self._updater, 'mask_updater')
 
-  @property
-  def inner_optimizer(self):
-    return self._optimizer
-
-  @property
-  def updater(self):
-    return self._updater
+  inner_optimizer = property(lambda self: self._optimizer,
+                             doc='The wrapped tf_keras optimizer.')
+  updater = property(lambda self: self._updater,
+                     doc='The method (a `MaskUpdater`) that changes masks.')
 
   @property
   def masked_weights(self):

@@ -26,7 +26,6 @@ from the run's TensorBoard scalars. Keep more mask states with
 """
 
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -45,9 +44,9 @@ from absl import logging  # noqa: E402
 from PIL import Image  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from rigl_tf import errors  # noqa: E402
 from rigl_tf import pictures  # noqa: E402
 from rigl_tf import runs  # noqa: E402
-from rigl_tf.errors import UserError  # noqa: E402
 
 
 def _step_of(checkpoint):
@@ -117,20 +116,11 @@ def define_flags():
                       'Where to write; default OUTPUT_DIR/pictures.')
 
 
-def main(argv):
-  if len(argv) > 1:
-    sys.exit(f'error: unexpected arguments {argv[1:]}; use --flags.')
-  flag_values = flags.FLAGS
-  if not flag_values['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  try:
-    written = render_run(flag_values.output_dir, flag_values.pictures_dir)
-  except UserError as e:
-    sys.exit(f'error: {e}')
-  for path in written:
+def _main(flag_values):
+  for path in render_run(flag_values.output_dir, flag_values.pictures_dir):
     print(path)
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(errors.cli_main(_main))

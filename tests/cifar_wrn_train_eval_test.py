@@ -199,6 +199,8 @@ class EveryMethodTest(tf.test.TestCase):
           self.assertAlmostEqual(report['itop_rate'], density, places=6)
         else:  # The mask update at step 2 explored new connections.
           self.assertGreater(report['itop_rate'], density + 0.01, name)
+        if name == 'rigl_erk':  # Export and pictures read a CIFAR run.
+          test_util.check_export_and_pictures(self, output_dir)
 
   def test_granet_resnet50_configs_hold_granets_settings_and_train(self):
     for name, sparsity in zip(GRANET_CONFIGS, (0.95, 0.98)):

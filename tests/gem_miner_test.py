@@ -484,6 +484,135 @@ class ResNet20ConfigTest(tf.test.TestCase):
     self.assertEqual(report['step'], 6)
 
 
+def _checkpoint_values(directory):
+  """name -> value of every variable in a directory's latest checkpoint."""
+  reader = tf.train.load_checkpoint(directory)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if not name.startswith(('train_iterator', '_CHECKPOINTABLE'))}
+
+
+class SharedTrainerTest(tf.test.TestCase):
+  """Gem-Miner's program on the shared loop, checkpoints and evaluation."""
+
+  def _run(self, output_dir, on_epoch_end=None, **config):
+    miner = _small_miner(search_epochs=3, iter_period=1, finetune_epochs=4,
+                         finetune_learning_rate=0.05,
+                         sanity_checks=['shuffle'])
+    values = dict(output_dir=output_dir, method='gem_miner',
+                  model_fn=_small_mlp, batch_size=32, eval_batch_size=360,
+                  sparsity=0.8, seed=0, quiet=True)
+    values.update(config)
+    return gem_miner_runner.run(
+        config_lib.resolve(train.RunConfig(**values)),
+        tf.distribute.get_strategy(), data.get_info('digits'), miner=miner,
+        on_epoch_end=on_epoch_end)
+
+  def test_fine_tuning_resumes_bit_identically_and_eval_once_verifies(self):
+    reference_dir = self.create_tempdir().full_path
+    reference = self._run(reference_dir)
+    # Interrupted after the gem's second fine-tuning epoch, then restarted.
+    class Interrupted(Exception):
+      pass
+
+    def interrupt(phase, epoch, model):
+      del model
+      if (phase, epoch) == ('finetune', 2):
+        raise Interrupted()
+
+    resumed_dir = self.create_tempdir().full_path
+    with self.assertRaises(Interrupted):
+      self._run(resumed_dir, on_epoch_end=interrupt)
+    epochs = []
+    resumed = self._run(resumed_dir,
+                        on_epoch_end=lambda p, e, m: epochs.append((p, e)))
+    # The search was complete; the gem resumes after its epoch 2.
+    self.assertEqual(epochs, [('finetune', 3), ('finetune', 4)] +
+                     [('sanity_shuffle', e) for e in range(1, 5)])
+    for phase in ('search', 'finetune', 'sanity_shuffle'):
+      expected = _checkpoint_values(os.path.join(reference_dir, phase))
+      actual = _checkpoint_values(os.path.join(resumed_dir, phase))
+      self.assertEqual(sorted(actual), sorted(expected), phase)
+      for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value,
+                                      err_msg=f'{phase} {name}')
+    for key in ('gem_accuracy_at_init', 'accuracy', 'sanity_checks',
+                'masks', 'search'):
+      self.assertEqual(resumed[key], reference[key], key)
+    # --mode=eval_once verifies the fine-tuned gem.
+    evaluated = train.train_eval(
+        output_dir=reference_dir, mode='eval_once', method='gem_miner',
+        model_fn=_small_mlp, batch_size=32, eval_batch_size=360,
+        sparsity=0.8, quiet=True)
+    self.assertEqual(evaluated['checkpoint'],
+                     os.path.join(reference_dir, 'finetune', 'ckpt-4'))
+    self.assertEqual(evaluated['accuracy'], reference['accuracy'])
+    self.assertEqual(evaluated['masks'], reference['masks'])
+
+  def test_eval_once_rejects_a_gem_whose_masked_weights_moved(self):
+    output_dir = self.create_tempdir().full_path
+    self._run(output_dir)
+    config = config_lib.resolve(train.RunConfig(
+        output_dir=output_dir, method='gem_miner', mode='eval_once',
+        model_fn=_small_mlp, batch_size=32, eval_batch_size=360,
+        sparsity=0.8))
+    strategy, info = tf.distribute.get_strategy(), data.get_info('digits')
+    gem, _, directory = gem_miner_runner.gem_structure(config, strategy, info)
+    checkpoint = tf.train.Checkpoint(model=gem)
+    checkpoint.restore(tf.train.latest_checkpoint(directory)).expect_partial()
+    mw = masked_layers.get_masked_weights(gem)[0]
+    mw.weight.assign(tf.ones_like(mw.weight))  # Masked weights non-zero.
+    broken = checkpoint.save(os.path.join(self.create_tempdir().full_path,
+                                          'broken'))
+    with self.assertRaisesRegex(errors.UserError, 'mask invariant'):
+      train.train_eval(
+          output_dir=output_dir, mode='eval_once', eval_once_ckpt=broken,
+          method='gem_miner', model_fn=_small_mlp, batch_size=32,
+          eval_batch_size=360, sparsity=0.8, quiet=True)
+
+  def test_jit_compile_and_float16_run_the_search_and_fine_tuning(self):
+    seen = {}
+
+    def record(phase, epoch, model):
+      del epoch
+      # The layers that compute: scored layers, or those masked layers wrap.
+      seen[phase] = {getattr(layer, 'layer', layer).compute_dtype
+                     for layer in model.layers if layer.weights}
+
+    for options in (dict(jit_compile=True),
+                    dict(mixed_precision='float16', on_epoch_end=record)):
+      report = self._run(self.create_tempdir().full_path, **options)
+      # 2720 weights, floor(0.8 * 2720) = 2176 zero, whatever the precision.
+      self.assertEqual(report['masks']['overall']['nonzero'], 544, options)
+      self.assertGreater(report['accuracy'], 0.5, options)
+    # The scored (search) and masked (fine-tuning) layers compute in float16.
+    self.assertEqual(seen, {'search': {'float16'}, 'finetune': {'float16'},
+                            'sanity_shuffle': {'float16'}})
+
+  def test_what_it_cannot_honour_is_one_line_and_writes_nothing(self):
+    for binding, message in (
+        ("train_eval.mode = 'eval'", None),
+        ('train_eval.train_steps = 50', 'train_eval.train_steps'),
+        ("train_eval.distribution = 'uniform'", 'train_eval.distribution'),
+        ('train_eval.log_every = 5', 'train_eval.log_every'),
+        ('train_eval.checkpoint_every = 5', 'train_eval.checkpoint_every')):
+      gin.clear_config()
+      output_dir = os.path.join(self.create_tempdir().full_path, 'run')
+      kwargs = dict(output_dir=output_dir, method='gem_miner',
+                    model_fn=_small_mlp, sparsity=0.8, quiet=True)
+      if message is None:  # The mode is a flag, not a gin binding.
+        kwargs['mode'], message = 'eval', 'no --mode=eval'
+      else:
+        train.parse_gin([], [binding])
+      try:
+        with self.assertRaisesRegex(errors.UserError, message) as raised:
+          train.train_eval(**kwargs)
+      finally:
+        gin.clear_config()
+      self.assertLen(str(raised.exception).splitlines(), 1, binding)
+      self.assertFalse(os.path.exists(output_dir), binding)
+
+
 class DigitsGemTest(tf.test.TestCase):
   """Rare Gems' claims on LeNet-300-100, 90% sparse, over 3 seeds."""
 

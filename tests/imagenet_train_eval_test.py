@@ -23,6 +23,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+import test_util
 import tf_keras as keras
 
 from imagenet_resnet import configurables  # noqa: F401  (gin names)
@@ -193,6 +194,7 @@ class EveryMethodTest(tf.test.TestCase):
     name = os.path.basename(config)[:-4] + ' ' + ' '.join(bindings)
     _configure(config, *bindings)
     output_dir = self.create_tempdir().full_path
+    self._output_dir = output_dir
     report = train.train_eval(output_dir=output_dir, mode='train')
     self.assertEqual(report['step'], 3, name)  # 2 steps x 1.5.
     evaluated = train.train_eval(output_dir=output_dir, mode='eval_once')
@@ -261,6 +263,8 @@ class EveryMethodTest(tf.test.TestCase):
           self.assertGreater(report['itop_rate'], density + 0.005, name)
         if name == 'static_erk':
           self.assertLen(report['masks']['layers'], 54)  # 53 convs + fc.
+        if name == 'rigl_erk':  # Export and pictures read an ImageNet run.
+          test_util.check_export_and_pictures(self, self._output_dir)
 
   def test_the_other_configs_differ_only_in_method_and_distribution(self):
     expected = {'static_erk': ('static', 'erk'),

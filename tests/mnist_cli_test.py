@@ -43,8 +43,15 @@ class ScriptTest(tf.test.TestCase):
     self.assertEqual(result.returncode, 0, result.stderr)
     out = result.stdout
     for flag in ('gin_config', 'gin_bindings', 'output_dir', 'mode',
-                 'strategy', 'cpu_replicas', 'eval_once_ckpt', 'data_dir'):
+                 'strategy', 'cpu_replicas', 'eval_once_ckpt', 'data_dir',
+                 'manual_dir', 'tpu'):
       self.assertIn(f'  --{flag} (default: ', out)
+    # Fields the flags set are not gin's to bind, so --help does not offer
+    # them as gin parameters.
+    for field in ('output_dir', 'mode', 'strategy_name', 'eval_once_ckpt',
+                  'data_dir', 'manual_dir', 'tpu'):
+      self.assertNotIn(f'train_eval.{field} =', out)
+    self.assertIn('train_eval.train_steps = 1000', out)
     self.assertIn(f'train_eval.method: {", ".join(methods.names())}', out)
     self.assertIn('train_eval.distribution: '
                   f'{", ".join(distributions.DISTRIBUTIONS)}', out)

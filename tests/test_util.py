@@ -213,3 +213,38 @@ def run_flops_cli(*args):
   with contextlib.redirect_stdout(stdout):
     report = flops_cli.run(flag_values)
   return report, stdout.getvalue()
+
+
+def check_export_and_pictures(test, output_dir):
+  """Exports a finished run and draws its pictures; checks what they hold.
+
+  For the task tests: every exported model reproduces the checkpoint's
+  logits (export's own check, within its tolerance) with the same top-1
+  class, and the pictures are one connectivity frame per checkpoint of the
+  run's first masked layer, their GIF, and the density/ITOP curves.
+
+  Args:
+    test: the calling `tf.test.TestCase`.
+    output_dir: a finished training run's directory.
+  """
+  # pylint: disable=g-import-not-at-top
+  from rigl_tf import export
+  from rigl_tf import visualize
+  # pylint: enable=g-import-not-at-top
+  report = export.export_run(output_dir, num_check_images=4)
+  test.assertEqual([f['name'] for f in report['files']],
+                   ['saved_model', 'tflite_dense', 'tflite_sparse'])
+  for exported in report['files']:
+    test.assertTrue(exported['matches'], exported)
+    test.assertEqual(exported['top1_agreement'], 1.0, exported)
+  pictures_dir = os.path.join(output_dir, 'pictures')
+  written = visualize.render_run(output_dir)
+  steps = [int(p.rsplit('-', 1)[1]) for p in
+           tf.train.get_checkpoint_state(output_dir).all_model_checkpoint_paths]
+  test.assertEqual(
+      sorted(os.path.basename(p) for p in written),
+      sorted([f'connectivity_{s}.png' for s in steps]
+             + ['connectivity.gif', 'density_and_itop.png']))
+  for path in written:
+    test.assertEqual(os.path.dirname(path), pictures_dir)
+    test.assertGreater(os.path.getsize(path), 0)

@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The base class of every sparse training method, and its shared checks.
+"""The base class of every sparse training method.
 
 A method is a `MaskUpdater` subclass plugged into `SparseOptimizer`. The
 optimizer masks the gradients, calls `on_step` (every step), applies the
@@ -34,54 +34,10 @@ point). Everything that writes a mask runs per device inside
 step, layer index)), so all replicas compute the same masks.
 """
 
-import math
-
 import tensorflow as tf
 
 from rigl_tf import masks as masks_lib
 from rigl_tf import slots
-
-
-def check_choice(value, choices, what):
-  """Raises ValueError unless `value` is one of `choices`.
-
-  Args:
-    value: the configured value.
-    choices: the allowed values.
-    what: its name in the message, e.g. 'grow_init'.
-  """
-  if value not in choices:
-    raise ValueError(f'Unknown {what} {value!r}; choose one of '
-                     f'{", ".join(map(str, choices))}.')
-
-
-def check_range(value, what, low=None, high=None, low_open=False,
-                high_open=False):
-  """Raises ValueError unless `value` lies between `low` and `high`.
-
-  Args:
-    value: the configured number.
-    what: its name in the message.
-    low: the smallest allowed value (None: no bound).
-    high: the largest (None: no bound).
-    low_open: exclude `low` itself.
-    high_open: exclude `high` itself.
-  """
-  ok = not math.isnan(value)
-  if low is not None:
-    ok = ok and (value > low if low_open else value >= low)
-  if high is not None:
-    ok = ok and (value < high if high_open else value <= high)
-  if ok:
-    return
-  if high is None:
-    bound = f'{">" if low_open else ">="} {low:g}'
-  elif low is None:
-    bound = f'{"<" if high_open else "<="} {high:g}'
-  else:
-    bound = (f'in {"(" if low_open else "["}{low:g}, {high:g}'
-             f'{")" if high_open else "]"}')
-  raise ValueError(f'{what} must be {bound}, got {value}.')
 
 
 def state_variable(initial_value, name, dtype=None):

@@ -27,6 +27,7 @@ redistributed across layers, `redistribute_counts`); its subclasses
 from absl import logging
 import tensorflow as tf
 
+from rigl_tf import checks
 from rigl_tf import rng
 from rigl_tf import schedules
 from rigl_tf import slots as slots_lib
@@ -264,12 +265,12 @@ class DropGrowUpdater(base.MaskUpdater):
       ValueError: for an invalid value.
     """
     super().__init__(seed=seed, name=name)
-    base.check_range(drop_fraction, 'drop_fraction', 0.0, 1.0)
+    checks.check_range(drop_fraction, 'drop_fraction', 0.0, 1.0)
     schedules.parse_anneal(drop_fraction_anneal)
-    base.check_range(update_frequency, 'update_frequency', 1)
-    base.check_choice(grow_init, GROW_INITS, 'grow_init')
-    base.check_choice(redistribution, REDISTRIBUTIONS, 'redistribution')
-    base.check_range(grad_ema_decay, 'grad_ema_decay', 0.0, 1.0,
+    checks.check_range(update_frequency, 'update_frequency', 1)
+    checks.check_choice(grow_init, GROW_INITS, 'grow_init')
+    checks.check_choice(redistribution, REDISTRIBUTIONS, 'redistribution')
+    checks.check_range(grad_ema_decay, 'grad_ema_decay', 0.0, 1.0,
                      high_open=True)
     self.drop_fraction = float(drop_fraction)
     self.drop_fraction_anneal = drop_fraction_anneal

@@ -46,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from rigl_tf import checks
 from rigl_tf import distributions
 from rigl_tf import layers as masked_layers
 from rigl_tf import rng
@@ -337,15 +338,15 @@ class GemMiner(base.MaskUpdater):
       ValueError: for a value out of range.
     """
     super().__init__(seed=seed, name=name)
-    base.check_range(search_epochs, 'GemMiner.search_epochs', 2)
+    checks.check_range(search_epochs, 'GemMiner.search_epochs', 2)
     # At least one thresholding round: floor((epochs - 1) / period) >= 1.
-    base.check_range(iter_period, 'GemMiner.iter_period', 1,
+    checks.check_range(iter_period, 'GemMiner.iter_period', 1,
                      search_epochs - 1)
-    base.check_range(finetune_epochs, 'GemMiner.finetune_epochs', 0)
+    checks.check_range(finetune_epochs, 'GemMiner.finetune_epochs', 0)
     if steps_per_epoch is not None:
-      base.check_range(steps_per_epoch, 'GemMiner.steps_per_epoch', 1)
-    base.check_range(reg_lambda, 'GemMiner.reg_lambda', 0.0)
-    base.check_range(finetune_weight_decay, 'GemMiner.finetune_weight_decay',
+      checks.check_range(steps_per_epoch, 'GemMiner.steps_per_epoch', 1)
+    checks.check_range(reg_lambda, 'GemMiner.reg_lambda', 0.0)
+    checks.check_range(finetune_weight_decay, 'GemMiner.finetune_weight_decay',
                      0.0)
     for value, allowed, what in (
         (score_init, scored.SCORE_INITS, 'score_init'),
@@ -353,7 +354,7 @@ class GemMiner(base.MaskUpdater):
         (regularizer, REGULARIZERS, 'regularizer'),
         (search_lr_schedule, SEARCH_LR_SCHEDULES, 'search_lr_schedule'),
         *((check, SANITY_CHECKS, 'sanity_checks') for check in sanity_checks)):
-      base.check_choice(value, allowed, f'GemMiner.{what}')
+      checks.check_choice(value, allowed, f'GemMiner.{what}')
     self.search_epochs = int(search_epochs)
     self.iter_period = int(iter_period)
     self.score_init = score_init

@@ -32,6 +32,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from rigl_tf import checks
 from rigl_tf import distributions
 from rigl_tf import layers as masked_layers
 from rigl_tf import masks as masks_lib
@@ -75,7 +76,7 @@ class GradualPruning(drop_grow.DropGrowUpdater):
         update_frequency=update_frequency, begin_step=begin_step,
         end_step=-1, grow_init=grow_init, redistribution=redistribution,
         skip_weight_update_on_mask_update=False, seed=seed, name=name)
-    base.check_choice(scope, SCOPES, 'pruning scope')
+    checks.check_choice(scope, SCOPES, 'pruning scope')
     if final_prune_step is not None and final_prune_step <= begin_step:
       raise ValueError(f'final_prune_step ({final_prune_step}) must be after '
                        f'begin_step ({begin_step}).')

@@ -24,12 +24,12 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from rigl_tf import checks
 from rigl_tf import distributions
 from rigl_tf import masks as masks_lib
 from rigl_tf import rng
 from rigl_tf import schedules
 from rigl_tf import topk
-from rigl_tf.methods import base
 from rigl_tf.methods import gradual
 from rigl_tf.methods import registry
 
@@ -102,11 +102,12 @@ class GraNet(gradual.GradualPruning):
     Raises:
       ValueError: for an invalid value.
     """
-    base.check_choice(growth, GROWTHS, 'growth')
-    base.check_choice(redistribution, GRANET_REDISTRIBUTIONS, 'redistribution')
+    checks.check_choice(growth, GROWTHS, 'growth')
+    checks.check_choice(redistribution, GRANET_REDISTRIBUTIONS,
+                        'redistribution')
     initial_mask = initial_mask.lower()
-    base.check_choice(initial_mask, INITIAL_MASKS, 'initial_mask')
-    base.check_range(init_density, 'init_density', 0.0, 1.0, low_open=True)
+    checks.check_choice(initial_mask, INITIAL_MASKS, 'initial_mask')
+    checks.check_range(init_density, 'init_density', 0.0, 1.0, low_open=True)
     if initial_mask == 'dense' and init_density < 1.0:
       raise ValueError("initial_mask='dense' needs init_density = 1.")
     if not 0.0 <= min_prune_rate <= prune_rate <= 1.0:

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from rigl_tf import checks
 from rigl_tf import layers as masked_layers
 from rigl_tf import rng
 
@@ -52,9 +53,13 @@ def fan_in(shape):
 
 
 def signed_constant(kernel):
-  """sign(kernel) * sqrt(2 / fan_in): the signed Kaiming constant."""
+  """sign(kernel) * sqrt(2 / fan_in): the signed Kaiming constant (float32).
+
+  A kernel read in a 16-bit compute dtype (mixed precision) gives the same
+  float32 values.
+  """
   scale = math.sqrt(2.0 / fan_in(kernel.shape))
-  return tf.where(kernel >= 0, scale, -scale) * tf.ones_like(kernel)
+  return tf.where(tf.convert_to_tensor(kernel) >= 0, scale, -scale)
 
 
 def initial_scores(shape, kind, seed, index):
@@ -73,9 +78,7 @@ def initial_scores(shape, kind, seed, index):
   Raises:
     ValueError: for an unknown `kind`.
   """
-  if kind not in SCORE_INITS:
-    raise ValueError(f'Unknown score init {kind!r}; choose one of '
-                     f'{", ".join(SCORE_INITS)}.')
+  checks.check_choice(kind, SCORE_INITS, 'score init')
   key = rng.stateless_key(seed, index, stream=_SCORE_STREAM)
   if kind == 'half':
     return tf.fill(shape, 0.5)
@@ -142,12 +145,8 @@ class ScoredLayer(keras.layers.Wrapper):
       raise ValueError(
           f'ScoredLayer wraps Dense or Conv2D layers, got {layer.name!r} '
           f'({type(layer).__name__}).')
-    if score_init not in SCORE_INITS:
-      raise ValueError(f'Unknown score init {score_init!r}; choose one of '
-                       f'{", ".join(SCORE_INITS)}.')
-    if weight_init not in WEIGHT_INITS:
-      raise ValueError(f'Unknown weight init {weight_init!r}; choose one of '
-                       f'{", ".join(WEIGHT_INITS)}.')
+    checks.check_choice(score_init, SCORE_INITS, 'score init')
+    checks.check_choice(weight_init, WEIGHT_INITS, 'weight init')
     kwargs.setdefault('name', layer.name)
     super().__init__(layer, **kwargs)
     self.quantized = bool(quantized)
@@ -242,9 +241,12 @@ def scored_model(model, quantized=True, score_init='unif',
     if isinstance(layer, keras.layers.BatchNormalization):
       return layer_copy(layer, center=False, scale=False)
     if is_scorable(layer):
+      # The wrapper computes in its layer's dtype (float16 under a mixed
+      # policy): its forward pass is its own, not the layer's call.
       return ScoredLayer(layer_copy(layer), quantized=quantized,
                          score_init=score_init, weight_init=weight_init,
-                         seed=seed, index=next(counter))
+                         seed=seed, index=next(counter),
+                         dtype=layer.dtype_policy)
     return layer_copy(layer)
 
   new_model = keras.models.clone_model(model, clone_function=clone_fn)

@@ -22,6 +22,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from rigl_tf import checks
 from rigl_tf import compat
 from rigl_tf import distributions
 from rigl_tf import layers as masked_layers
@@ -62,8 +63,8 @@ class SNIP(base.MaskUpdater):
       ValueError: for an invalid value.
     """
     super().__init__(seed=seed, name=name)
-    base.check_choice(scope, gradual.SCOPES, 'SNIP scope')
-    base.check_range(num_batches, 'num_batches', 1)
+    checks.check_choice(scope, gradual.SCOPES, 'SNIP scope')
+    checks.check_range(num_batches, 'num_batches', 1)
     self.scope = scope
     self.num_batches = int(num_batches)
     self._budget = None

@@ -30,12 +30,12 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from rigl_tf import data
 from rigl_tf import distributions
+from rigl_tf import errors
 from rigl_tf import masks
 from rigl_tf import strategies
 from rigl_tf.errors import UserError
@@ -123,7 +123,7 @@ def help_text(script_doc, models=()):
       f'  make_optimizer.name: {", ".join(learning_rate.OPTIMIZERS)}',
       f'  make_optimizer.schedule: {", ".join(learning_rate.SCHEDULES)}',
       f'  init_masks.weight_scaling: {", ".join(masks.WEIGHT_SCALINGS)} '
-      "('unit': sparse-aware initialisation, see README)",
+      "('unit': sparse-aware initialisation, see docs/library.md)",
       '', 'Main gin parameters and their defaults:']
   for prefix, fn, fn_skip in (
       # The fields the flags set are not gin's to bind.
@@ -188,27 +188,19 @@ def split_cpu(num_replicas):
     raise UserError(f'--cpu_replicas: {e}') from e
 
 
-def run(argv):
-  """Entry point of a task's train_eval.py (after `define_flags()`)."""
-  if len(argv) > 1:
-    sys.exit(f'error: unexpected arguments {argv[1:]}; use --flags.')
-  flag_values = flags.FLAGS
-  # Library INFO logs and tfds progress bars would drown the progress lines.
-  if not flag_values['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+def _train_eval(flag_values):
+  # tfds progress bars would drown the progress lines.
   tfds.disable_progress_bar()
-  try:
-    config_lib.parse_gin(flag_values.gin_config, flag_values.gin_bindings)
-    runners.train_eval(
-        output_dir=flag_values.output_dir,
-        mode=flag_values.mode,
-        strategy_name=flag_values.strategy,
-        eval_once_ckpt=flag_values.eval_once_ckpt,
-        data_dir=flag_values.data_dir,
-        manual_dir=flag_values.manual_dir,
-        tpu=flag_values.tpu)
-  except UserError as e:
-    # gin appends "In call to configurable ..." lines; keep the message only.
-    message = str(e).split('\n  In call to configurable')[0].strip()
-    sys.exit(f'error: {message}')
+  config_lib.parse_gin(flag_values.gin_config, flag_values.gin_bindings)
+  runners.train_eval(
+      output_dir=flag_values.output_dir,
+      mode=flag_values.mode,
+      strategy_name=flag_values.strategy,
+      eval_once_ckpt=flag_values.eval_once_ckpt,
+      data_dir=flag_values.data_dir,
+      manual_dir=flag_values.manual_dir,
+      tpu=flag_values.tpu)
 
+
+# Entry point of a task's train_eval.py (after `define_flags()`).
+run = errors.cli_main(_train_eval)

@@ -18,28 +18,45 @@ gin: `make_optimizer.name` ('sgd', 'adam'), `.learning_rate`, `.schedule`
 `make_optimizer.schedule_fn = @epoch_schedule` for RigL's ImageNet recipe.
 """
 
+import dataclasses
 import math
+from typing import Sequence
 
 import gin
 import tensorflow as tf
 import tf_keras as keras
 
+from rigl_tf import checks
 from rigl_tf.errors import UserError
 
 
-class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-  """Linear warm-up to `base`, then constant/cosine/piecewise decay."""
+class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
+  """A schedule whose dataclass fields are its config (numbers normalised)."""
 
-  def __init__(self, base, kind, train_steps, warmup_steps=0, boundaries=(),
-               multipliers=(), alpha=0.0):
+  def __post_init__(self):
     super().__init__()
-    self.base = float(base)
-    self.kind = kind
-    self.train_steps = int(train_steps)
-    self.warmup_steps = int(warmup_steps)
-    self.boundaries = [int(b) for b in boundaries]
-    self.multipliers = [float(m) for m in multipliers]
-    self.alpha = float(alpha)
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if field.type in (int, float):
+        value = field.type(value)
+      elif field.type in (Sequence[int], Sequence[float]):
+        value = [field.type.__args__[0](v) for v in value]
+      setattr(self, field.name, value)
+
+  def get_config(self):
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(eq=False)
+class WarmupSchedule(_Schedule):
+  """Linear warm-up to `base`, then constant/cosine/piecewise decay."""
+  base: float
+  kind: str
+  train_steps: int
+  warmup_steps: int = 0
+  boundaries: Sequence[int] = ()
+  multipliers: Sequence[float] = ()
+  alpha: float = 0.0
 
   def __call__(self, step):
     step = tf.cast(step, tf.float32)
@@ -58,11 +75,6 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
       lr = lr * tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
     return lr
 
-  def get_config(self):
-    return dict(base=self.base, kind=self.kind, train_steps=self.train_steps,
-                warmup_steps=self.warmup_steps, boundaries=self.boundaries,
-                multipliers=self.multipliers, alpha=self.alpha)
-
 
 OPTIMIZERS = {
     'sgd': lambda lr, momentum, nesterov: keras.optimizers.SGD(
@@ -72,7 +84,8 @@ OPTIMIZERS = {
 SCHEDULES = ('constant', 'cosine', 'piecewise')
 
 
-class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
+@dataclasses.dataclass(eq=False)
+class EpochSchedule(_Schedule):
   """RigL's ImageNet schedule: linear warm-up, then step decay, in epochs.
 
   The epoch is the fractional `step * batch_size / num_train_examples`.
@@ -81,17 +94,13 @@ class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
   `multipliers[i]` from epoch `decay_epochs[i]` on. `steps_multiplier`
   stretches every epoch boundary (RigL's `training_steps_multiplier`).
   """
-
-  def __init__(self, batch_size, num_train_examples, base_learning_rate,
-               warmup_epochs, decay_epochs, multipliers, steps_multiplier=1.0):
-    super().__init__()
-    self.batch_size = int(batch_size)
-    self.num_train_examples = int(num_train_examples)
-    self.base_learning_rate = float(base_learning_rate)
-    self.warmup_epochs = float(warmup_epochs)
-    self.decay_epochs = [float(e) for e in decay_epochs]
-    self.multipliers = [float(m) for m in multipliers]
-    self.steps_multiplier = float(steps_multiplier)
+  batch_size: int
+  num_train_examples: int
+  base_learning_rate: float
+  warmup_epochs: float
+  decay_epochs: Sequence[float]
+  multipliers: Sequence[float]
+  steps_multiplier: float = 1.0
 
   def __call__(self, step):
     scaled = self.base_learning_rate * self.batch_size / 256.0
@@ -103,14 +112,6 @@ class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
     for start, multiplier in zip(self.decay_epochs, self.multipliers):
       lr = tf.where(epoch >= start, scaled * multiplier, lr)
     return lr
-
-  def get_config(self):
-    return dict(batch_size=self.batch_size,
-                num_train_examples=self.num_train_examples,
-                base_learning_rate=self.base_learning_rate,
-                warmup_epochs=self.warmup_epochs,
-                decay_epochs=self.decay_epochs, multipliers=self.multipliers,
-                steps_multiplier=self.steps_multiplier)
 
 
 @gin.configurable
@@ -146,19 +147,11 @@ def epoch_schedule(batch_size,
 
 
 @gin.configurable(denylist=['batch_size', 'steps_multiplier'])
-def make_optimizer(train_steps,
-                   batch_size=None,
-                   steps_multiplier=1.0,
-                   name='sgd',
-                   learning_rate=0.1,
-                   momentum=0.9,
-                   nesterov=False,
-                   schedule='constant',
-                   warmup_steps=0,
-                   boundaries=(),
-                   multipliers=(),
-                   end_learning_rate_factor=0.0,
-                   schedule_fn=None):
+def make_optimizer(train_steps, batch_size=None, steps_multiplier=1.0,
+                   name='sgd', learning_rate=0.1, momentum=0.9,
+                   nesterov=False, schedule='constant', warmup_steps=0,
+                   boundaries=(), multipliers=(),
+                   end_learning_rate_factor=0.0, schedule_fn=None):
   """The wrapped (inner) optimizer and its learning-rate schedule.
 
   Args:
@@ -182,12 +175,9 @@ def make_optimizer(train_steps,
   Returns:
     (optimizer, schedule) where schedule(step) gives the learning rate.
   """
-  if name not in OPTIMIZERS:
-    raise UserError(f'Unknown optimizer {name!r}; choose one of '
-                    f'{", ".join(sorted(OPTIMIZERS))}.')
-  if schedule not in SCHEDULES:
-    raise UserError(f'Unknown learning-rate schedule {schedule!r}; choose '
-                    f'one of {", ".join(SCHEDULES)}.')
+  checks.check_choice(name, sorted(OPTIMIZERS), 'optimizer', UserError)
+  checks.check_choice(schedule, SCHEDULES, 'learning-rate schedule',
+                      UserError)
   if len(boundaries) != len(multipliers):
     raise UserError('make_optimizer.boundaries and multipliers must have the '
                     'same length.')
