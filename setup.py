@@ -18,8 +18,9 @@ import setuptools
 setuptools.setup(
     name='rigl_tf',
     version='0.1.0',
-    description='Sparse neural-network training (static, SET, SNFS, RigL) '
-    'with MicroNet FLOP counting, for TensorFlow 2 / tf_keras.',
+    description='Sparse neural-network training (static, SET, SNFS, RigL, '
+    'GMP, GraNet, SNIP, Gem-Miner) with MicroNet FLOP counting, for '
+    'TensorFlow 2 / tf_keras.',
     python_requires='>=3.10,<3.13',
     packages=setuptools.find_packages(
         include=['rigl_tf', 'rigl_tf.*', 'mnist', 'mnist.*', 'cifar_wrn',
@@ -50,6 +51,8 @@ setuptools.setup(
             'pytest>=8,<10',
             'pytest-xdist>=3.5,<4',
             'ruff>=0.5',
+            # The module layering contracts in pyproject.toml.
+            'import-linter>=2.1,<3',
         ],
     },
 )

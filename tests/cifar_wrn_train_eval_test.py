@@ -23,7 +23,6 @@ import glob
 import os
 import subprocess
 import sys
-import textwrap
 
 from absl.testing import parameterized
 import gin
@@ -309,64 +308,6 @@ class DistributedTest(tf.test.TestCase):
         'divisible by the 2 replicas'):
       train.train_eval(output_dir=output_dir, strategy_name='mirrored')
     self.assertFalse(os.path.exists(output_dir))
-
-
-# Runs cifar_wrn/train_eval.py on mock CIFAR and saves the final masks.
-_WORKER = textwrap.dedent("""
-    import runpy, sys
-    import numpy as np
-    import tensorflow_datasets as tfds
-    from rigl_tf import layers
-    from rigl_tf.train import trainer
-
-    final_report = trainer._final_report
-    dump = sys.argv[1]
-
-    def save_masks(run, output, step, last_loss):
-      np.savez(dump, step=step, **{
-          mw.name: mw.mask.numpy()
-          for mw in layers.get_masked_weights(run.model)})
-      return final_report(run, output, step, last_loss)
-
-    trainer._final_report = save_masks
-    sys.argv = [sys.argv[2]] + sys.argv[3:]
-    with tfds.testing.mock_data(num_examples=8):
-      runpy.run_path(sys.argv[0], run_name='__main__')
-""")
-
-
-class MultiWorkerTest(tf.test.TestCase):
-
-  def test_two_workers_rigl_identical_masks_only_chief_writes(self):
-    worker = os.path.join(self.get_temp_dir(), 'cifar_worker.py')
-    with open(worker, 'w') as f:
-      f.write(_WORKER)
-    output_dir = self.create_tempdir().full_path
-    dumps = [os.path.join(self.get_temp_dir(), f'masks{index}.npz')
-             for index in range(2)]
-    results = test_util.run_workers([
-        [sys.executable, worker, dump, SCRIPT,
-         f'--gin_config={_config("rigl_erk")}', f'--output_dir={output_dir}',
-         '--strategy=multi_worker', '--mode=train',
-         *[f'--gin_bindings={b}' for b in TINY]] for dump in dumps])
-    for rc, _, err in results:
-      self.assertEqual(rc, 0, err[-3000:])
-    first, second = (np.load(path) for path in dumps)
-    self.assertEqual(int(first['step']), 3)
-    self.assertLen(first.files, 11)  # 10 masks and the step.
-    for name in first.files:
-      self.assertAllEqual(first[name], second[name], msg=name)
-    # Only the chief (worker 0) leaves checkpoints and reports.
-    self.assertEqual(tf.train.latest_checkpoint(output_dir),
-                     os.path.join(output_dir, 'ckpt-3'))
-    self.assertCountEqual(
-        os.listdir(output_dir),
-        ['checkpoint', 'ckpt-3.index', 'ckpt-3.data-00000-of-00001',
-         'operative_config.gin', 'report.json', 'train', 'eval'])
-    # The chief's checkpoint holds the masks both workers ended with.
-    saved = sorted(m.tobytes() for m in _masks(output_dir).values())
-    self.assertEqual(saved, sorted(first[name].tobytes()
-                                   for name in first.files if name != 'step'))
 
 
 class BadInputTest(parameterized.TestCase):

@@ -52,6 +52,28 @@ _WORKER = textwrap.dedent("""
 """)
 
 
+# Runs a task script and saves the final masks of the worker.
+_SCRIPT_WORKER = textwrap.dedent("""
+    import runpy, sys
+    import numpy as np
+    from rigl_tf import layers
+    from rigl_tf.train import trainer
+
+    final_report = trainer._final_report
+    dump = sys.argv[1]
+
+    def save_masks(run, output, step, last_loss):
+      np.savez(dump, step=step, **{
+          mw.name: mw.mask.numpy()
+          for mw in layers.get_masked_weights(run.model)})
+      return final_report(run, output, step, last_loss)
+
+    trainer._final_report = save_masks
+    sys.argv = [sys.argv[2]] + sys.argv[3:]
+    runpy.run_path(sys.argv[0], run_name='__main__')
+""")
+
+
 class MultiWorkerTest(tf.test.TestCase):
 
   def test_two_workers_end_with_identical_masks_and_weights(self):
@@ -76,40 +98,69 @@ class MultiWorkerTest(tf.test.TestCase):
       weight = first[name.replace('/mask', '/weight')]
       self.assertEqual(np.count_nonzero(weight * (1 - first[name])), 0)
 
-  def test_train_eval_multi_worker_and_resume(self):
+  def test_train_eval_rigl_identical_masks_chief_writes_and_resume(self):
+    # The task script under two workers, RigL on the digits: masks move at
+    # steps 50, 100, 150 and end identical on both workers; only the chief
+    # writes; a second run resumes both from the chief's checkpoint.
+    worker = os.path.join(self.get_temp_dir(), 'script_worker.py')
+    with open(worker, 'w') as f:
+      f.write(_SCRIPT_WORKER)
     output_dir = self.create_tempdir().full_path
+    dumps = [os.path.join(self.get_temp_dir(), f'masks{i}.npz')
+             for i in range(2)]
 
-    def argv(steps):
+    def argv(steps, dump):
       return [
-          sys.executable, os.path.join(ROOT, 'mnist', 'train_eval.py'),
+          sys.executable, worker, dump,
+          os.path.join(ROOT, 'mnist', 'train_eval.py'),
           '--gin_config=' + os.path.join(ROOT, 'configs', 'mnist',
                                          'quickstart_digits.gin'),
           f'--output_dir={output_dir}', '--strategy=multi_worker',
+          "--gin_bindings=train_eval.method = 'rigl'",
+          '--gin_bindings=RigL.update_frequency = 50',
+          '--gin_bindings=RigL.end_step = 150',
           f'--gin_bindings=train_eval.train_steps = {steps}',
           '--gin_bindings=train_eval.log_every = 100',
           '--gin_bindings=train_eval.checkpoint_every = 100']
 
-    for rc, _, err in test_util.run_workers([argv(100), argv(100)]):
+    for rc, _, err in test_util.run_workers([argv(100, d) for d in dumps]):
       self.assertEqual(rc, 0, err[-3000:])
+    with np.load(dumps[0]) as saved_first:
+      first_masks = dict(saved_first)
     # Both workers resume from the chief's checkpoint (worker 1's scratch
     # copy is gone), so they stay in step and finish.
-    results = test_util.run_workers([argv(200), argv(200)])
+    results = test_util.run_workers([argv(200, d) for d in dumps])
     for rc, out, err in results:
       self.assertEqual(rc, 0, err[-3000:])
       self.assertIn('replicas=2', out)
       self.assertIn(f'Resumed from {output_dir}/ckpt-100 at step 100.', out)
       self.assertIn('Final test accuracy', out)
       self.assertIn('(360 examples)', out)
+    first, second = (np.load(path) for path in dumps)
+    self.assertEqual(int(first['step']), 200)
+    self.assertLen(first.files, 4)  # 3 masks and the step.
+    for name in first.files:
+      self.assertAllEqual(first[name], second[name], msg=name)
+    # The updates after step 100 moved the masks.
+    self.assertFalse(all(np.array_equal(first[n], first_masks[n])
+                         for n in first.files if n != 'step'))
     # Only worker 0 (the chief) leaves files; worker 1's scratch is gone.
-    self.assertEqual(tf.train.latest_checkpoint(output_dir),
-                     os.path.join(output_dir, 'ckpt-200'))
-    self.assertTrue(os.path.exists(os.path.join(output_dir, 'report.json')))
-    self.assertFalse(os.path.exists(os.path.join(output_dir, '.worker_tmp')))
+    self.assertCountEqual(
+        os.listdir(output_dir),
+        ['checkpoint', 'ckpt-100.index', 'ckpt-100.data-00000-of-00001',
+         'ckpt-200.index', 'ckpt-200.data-00000-of-00001',
+         'operative_config.gin', 'report.json', 'train', 'eval'])
+    # The chief's checkpoint holds the masks both workers ended with.
+    reader = tf.train.load_checkpoint(output_dir)
+    saved = sorted(reader.get_tensor(n).tobytes()
+                   for n in reader.get_variable_to_shape_map()
+                   if n.startswith('model/') and 'mask' in n)
+    self.assertEqual(saved, sorted(first[n].tobytes()
+                                   for n in first.files if n != 'step'))
     # Both workers evaluated the same model.
     accuracies = [out.split('Final test accuracy: ')[1].split('%')[0]
                   for _, out, _ in results]
     self.assertEqual(accuracies[0], accuracies[1])
-
 
 if __name__ == '__main__':
   tf.test.main()
