@@ -25,6 +25,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 from absl import flags  # noqa: E402
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 # absl's TestCase (create_tempdir, ...) reads flags; pytest never parses them.
@@ -34,6 +35,20 @@ if not flags.FLAGS.is_parsed():
 _cpus = tf.config.list_physical_devices('CPU')
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+def pytest_itemcollected(item):
+  """Keeps the tests of a class with a `setUpClass` in one xdist worker.
+
+  Under pytest-xdist (`--dist loadgroup`, as run.sh runs the suite) tests go
+  to the workers one by one, except those marked with one `xdist_group`:
+  here the tests of a class whose `setUpClass` (e.g. a training run) they
+  share.
+  """
+  cls = getattr(item, 'cls', None)
+  if cls is not None and 'setUpClass' in vars(cls):
+    item.add_marker(pytest.mark.xdist_group(
+        f'{item.module.__name__}.{cls.__name__}'))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -29,12 +29,13 @@ shift || true
 case "$cmd" in
   test)
     setup_env
-    # Two test processes (pytest-xdist; one test class each at a time): TF's
-    # tracing and XLA compiles are mostly single-threaded, so on 2 cores the
-    # suite takes about 2/3 of the serial time. RIGL_TF_TEST_WORKERS=0 runs
-    # it in this process. exec: pytest's exit status is the script's.
+    # Two test processes (pytest-xdist; tests sharing a class set-up stay
+    # together, see conftest.py): TF's tracing and XLA compiles are mostly
+    # single-threaded, so on 2 cores the suite takes about 2/3 of the serial
+    # time. RIGL_TF_TEST_WORKERS=0 runs it in this process. exec: pytest's
+    # exit status is the script's.
     exec env/bin/python -m pytest -n "${RIGL_TF_TEST_WORKERS:-2}" \
-      --dist loadscope "$@"
+      --dist loadgroup "$@"
     ;;
   demo)
     setup_env

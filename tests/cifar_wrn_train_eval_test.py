@@ -45,8 +45,6 @@ METHOD_CONFIGS = ['dense'] + [f'{m}_{d}' for m in ('rigl', 'set', 'snfs',
                                                   'static')
                               for d in ('erk', 'uniform')]
 GRANET_CONFIGS = ['granet_resnet50_95', 'granet_resnet50_98']
-CONFIGS = [os.path.join(ROOT, 'configs', 'cifar_wrn', f'{name}.gin')
-           for name in METHOD_CONFIGS]
 MOCK_EXAMPLES = 8
 # WRN-10-1, 3 steps of batch 4; dynamic methods update masks at step 2.
 TINY = [
@@ -163,43 +161,42 @@ class PipelineTest(tf.test.TestCase):
                          for (a, _), (b, _) in zip(first, other)))
 
 
-class EveryMethodTest(tf.test.TestCase):
+class EveryMethodTest(tf.test.TestCase, parameterized.TestCase):
 
-  def test_every_config_trains_and_eval_once_verifies(self):
+  def test_every_method_has_a_config(self):
     present = {os.path.basename(c)[:-4] for c in glob.glob(
         os.path.join(ROOT, 'configs', 'cifar_wrn', '*.gin'))}
     self.assertContainsSubset(METHOD_CONFIGS, present)
+
+  @parameterized.named_parameters((name, name) for name in METHOD_CONFIGS)
+  def test_config_trains_and_eval_once_verifies(self, name):
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-      for config in CONFIGS:
-        name = os.path.basename(config)[:-4]
-        _configure(config)
-        output_dir = self.create_tempdir().full_path
-        report = train.train_eval(output_dir=output_dir,
-                                      mode='train_and_eval')
-        self.assertEqual(report['step'], 3, name)
-        self.assertEqual(report['eval_examples'], MOCK_EXAMPLES, name)
-        evaluated = train.train_eval(output_dir=output_dir,
-                                         mode='eval_once')
-        self.assertEqual(evaluated['checkpoint'],
-                         os.path.join(output_dir, 'ckpt-3'), name)
-        for key in ('accuracy', 'top5_accuracy'):
-          self.assertEqual(evaluated[key], report[key], f'{name} {key}')
-        self.assertEqual(evaluated['masks'], report['masks'], name)
-        if name == 'dense':
-          self.assertEqual(report['masks']['layers'], [])
-          continue
-        _check_masks(self, report)
-        layers = {row['name']: row for row in report['masks']['layers']}
-        self.assertEqual(layers['conv1']['nonzero'], 432, name)  # Dense.
-        self.assertAlmostEqual(report['masks']['overall']['sparsity'], 0.9,
-                               delta=0.011)
-        density = 1 - report['masks']['overall']['sparsity']
-        if name.startswith('static'):
-          self.assertAlmostEqual(report['itop_rate'], density, places=6)
-        else:  # The mask update at step 2 explored new connections.
-          self.assertGreater(report['itop_rate'], density + 0.01, name)
-        if name == 'rigl_erk':  # Export and pictures read a CIFAR run.
-          test_util.check_export_and_pictures(self, output_dir)
+      _configure(_config(name))
+      output_dir = self.create_tempdir().full_path
+      report = train.train_eval(output_dir=output_dir, mode='train_and_eval')
+      self.assertEqual(report['step'], 3, name)
+      self.assertEqual(report['eval_examples'], MOCK_EXAMPLES, name)
+      evaluated = train.train_eval(output_dir=output_dir, mode='eval_once')
+      if name == 'rigl_erk':  # Export and pictures read a CIFAR run.
+        test_util.check_export_and_pictures(self, output_dir)
+    self.assertEqual(evaluated['checkpoint'],
+                     os.path.join(output_dir, 'ckpt-3'), name)
+    for key in ('accuracy', 'top5_accuracy'):
+      self.assertEqual(evaluated[key], report[key], f'{name} {key}')
+    self.assertEqual(evaluated['masks'], report['masks'], name)
+    if name == 'dense':
+      self.assertEqual(report['masks']['layers'], [])
+      return
+    _check_masks(self, report)
+    layers = {row['name']: row for row in report['masks']['layers']}
+    self.assertEqual(layers['conv1']['nonzero'], 432, name)  # Dense.
+    self.assertAlmostEqual(report['masks']['overall']['sparsity'], 0.9,
+                           delta=0.011)
+    density = 1 - report['masks']['overall']['sparsity']
+    if name.startswith('static'):
+      self.assertAlmostEqual(report['itop_rate'], density, places=6)
+    else:  # The mask update at step 2 explored new connections.
+      self.assertGreater(report['itop_rate'], density + 0.01, name)
 
   def test_granet_resnet50_configs_hold_granets_settings_and_train(self):
     for name, sparsity in zip(GRANET_CONFIGS, (0.95, 0.98)):

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 
+from absl.testing import parameterized
 import gin
 import numpy as np
 import tensorflow as tf
@@ -188,7 +189,28 @@ class LearningRateTest(tf.test.TestCase):
     self.assertEqual((granet.final_prune_step, granet.end_step), (100, 160))
 
 
-class EveryMethodTest(tf.test.TestCase):
+# Every method once, each model once (CPU time is scarce in CI): the
+# drop/grow graph of 50 layers is costly to trace and XLA compiles it once per
+# distinct layer shape, so the dynamic methods run on the small ResNet-18,
+# and ResNet-50 (the recipe's model) and the MobileNets run with fixed masks.
+_RUNS = {
+    'dense': ['train_eval.model_fn = @mobilenet_v1',
+              'mobilenet_v1.width = 0.25'],
+    'static_uniform': ['train_eval.model_fn = @mobilenet_v2',
+                       'mobilenet_v2.width = 0.25'],
+    'static_erk': ['IMAGE_SIZE = 64', 'resnet.width = 0.25'],  # ResNet-50.
+    'set_uniform': SMALL_RESNET,
+    'snfs_erk': SMALL_RESNET,
+    'rigl_erk': SMALL_RESNET,
+    # Prunes from dense at step 0 and reaches 90% at step 1 (the multiplier
+    # 1.5 stretches final_prune_step 1 to int(1.5) = 1), then regrows at
+    # step 2.
+    'granet_90': [*SMALL_RESNET, 'GraNet.update_frequency = 1',
+                  'GraNet.final_prune_step = 1'],
+}
+
+
+class EveryMethodTest(tf.test.TestCase, parameterized.TestCase):
 
   def _train_and_verify(self, config, *bindings):
     name = os.path.basename(config)[:-4] + ' ' + ' '.join(bindings)
@@ -220,51 +242,36 @@ class EveryMethodTest(tf.test.TestCase):
         self.assertEqual(row['nonzero'], expected, f'{name} {row["name"]}')
     return report
 
-  def test_every_method_and_model_trains_and_eval_once_verifies(self):
+  def test_every_method_has_a_config(self):
     # Methods added later (GMP, GraNet, ...) test their own configs.
     self.assertContainsSubset(
         ['dense', 'rigl_erk', 'rigl_uniform', 'set_uniform', 'snfs_erk',
          'snfs_uniform', 'static_erk', 'static_uniform'],
         {os.path.basename(c)[:-4] for c in CONFIGS})
-    # Every method once, each model once (CPU time is scarce in CI): the
-    # drop/grow graph of 50 layers is costly to trace and XLA compiles it
-    # once per distinct layer shape, so the dynamic methods run on the
-    # small ResNet-18, and ResNet-50 (the recipe's model) and the
-    # MobileNets run with fixed masks.
-    runs = {
-        'dense': ['train_eval.model_fn = @mobilenet_v1',
-                  'mobilenet_v1.width = 0.25'],
-        'static_uniform': ['train_eval.model_fn = @mobilenet_v2',
-                           'mobilenet_v2.width = 0.25'],
-        'static_erk': ['IMAGE_SIZE = 64', 'resnet.width = 0.25'],  # ResNet-50.
-        'set_uniform': SMALL_RESNET,
-        'snfs_erk': SMALL_RESNET,
-        'rigl_erk': SMALL_RESNET,
-        # Prunes from dense at step 0 and reaches 90% at step 1 (the
-        # multiplier 1.5 stretches final_prune_step 1 to int(1.5) = 1), then
-        # regrows at step 2.
-        'granet_90': [*SMALL_RESNET, 'GraNet.update_frequency = 1',
-                      'GraNet.final_prune_step = 1'],
-    }
+    self.assertContainsSubset(_RUNS, {os.path.basename(c)[:-4]
+                                      for c in CONFIGS})
+
+  @parameterized.named_parameters((name, name) for name in _RUNS)
+  def test_trains_and_eval_once_verifies(self, name):
+    bindings = _RUNS[name]
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-      for name, bindings in runs.items():
-        report = self._train_and_verify(_config(name), *bindings)
-        if name == 'dense':
-          self.assertEqual(report['masks']['layers'], [])
-          continue
-        self.assertAlmostEqual(report['masks']['overall']['sparsity'], 0.9,
-                               delta=0.011)
-        first = report['masks']['layers'][0]
-        self.assertEqual(first['sparsity'], 0.0)  # The first conv is dense.
-        density = 1 - report['masks']['overall']['sparsity']
-        if name.startswith('static'):
-          self.assertAlmostEqual(report['itop_rate'], density, places=6)
-        else:  # The mask update at step 2 (x 1.5 -> 3) explored.
-          self.assertGreater(report['itop_rate'], density + 0.005, name)
-        if name == 'static_erk':
-          self.assertLen(report['masks']['layers'], 54)  # 53 convs + fc.
-        if name == 'rigl_erk':  # Export and pictures read an ImageNet run.
-          test_util.check_export_and_pictures(self, self._output_dir)
+      report = self._train_and_verify(_config(name), *bindings)
+      if name == 'rigl_erk':  # Export and pictures read an ImageNet run.
+        test_util.check_export_and_pictures(self, self._output_dir)
+    if name == 'dense':
+      self.assertEqual(report['masks']['layers'], [])
+      return
+    self.assertAlmostEqual(report['masks']['overall']['sparsity'], 0.9,
+                           delta=0.011)
+    first = report['masks']['layers'][0]
+    self.assertEqual(first['sparsity'], 0.0)  # The first conv is dense.
+    density = 1 - report['masks']['overall']['sparsity']
+    if name.startswith('static'):
+      self.assertAlmostEqual(report['itop_rate'], density, places=6)
+    else:  # The mask update at step 2 (x 1.5 -> 3) explored.
+      self.assertGreater(report['itop_rate'], density + 0.005, name)
+    if name == 'static_erk':
+      self.assertLen(report['masks']['layers'], 54)  # 53 convs + fc.
 
   def test_the_other_configs_differ_only_in_method_and_distribution(self):
     expected = {'static_erk': ('static', 'erk'),
