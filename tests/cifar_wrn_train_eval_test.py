@@ -178,7 +178,7 @@ class EveryMethodTest(tf.test.TestCase, parameterized.TestCase):
       self.assertEqual(report['eval_examples'], MOCK_EXAMPLES, name)
       evaluated = train.train_eval(output_dir=output_dir, mode='eval_once')
       if name == 'rigl_erk':  # Export and pictures read a CIFAR run.
-        test_util.check_export_and_pictures(self, output_dir)
+        test_util.check_export_and_pictures(self, output_dir, MOCK_EXAMPLES)
     self.assertEqual(evaluated['checkpoint'],
                      os.path.join(output_dir, 'ckpt-3'), name)
     for key in ('accuracy', 'top5_accuracy'):

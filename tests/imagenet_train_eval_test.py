@@ -257,7 +257,8 @@ class EveryMethodTest(tf.test.TestCase, parameterized.TestCase):
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
       report = self._train_and_verify(_config(name), *bindings)
       if name == 'rigl_erk':  # Export and pictures read an ImageNet run.
-        test_util.check_export_and_pictures(self, self._output_dir)
+        test_util.check_export_and_pictures(self, self._output_dir,
+                                             MOCK_EXAMPLES)
     if name == 'dense':
       self.assertEqual(report['masks']['layers'], [])
       return

@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from unittest import mock
 
 from absl import flags
@@ -215,36 +216,52 @@ def run_flops_cli(*args):
   return report, stdout.getvalue()
 
 
-def check_export_and_pictures(test, output_dir):
+# Exports a finished run and draws its pictures in a fresh process (whose
+# gin knows only what rigl_tf registers), on mock data.
+_FINISHED_RUN = """
+import json, sys
+import tensorflow_datasets as tfds
+from rigl_tf import export, visualize
+with tfds.testing.mock_data(num_examples=int(sys.argv[2])):
+  report = export.export_run(sys.argv[1], num_check_images=4)
+  written = visualize.render_run(sys.argv[1])
+print(json.dumps({'files': report['files'], 'written': written}))
+"""
+
+
+def check_export_and_pictures(test, output_dir, mock_examples):
   """Exports a finished run and draws its pictures; checks what they hold.
 
-  For the task tests: every exported model reproduces the checkpoint's
-  logits (export's own check, within its tolerance) with the same top-1
-  class, and the pictures are one connectivity frame per checkpoint of the
-  run's first masked layer, their GIF, and the density/ITOP curves.
+  For the task tests, in a fresh process, as `python -m rigl_tf.export` and
+  `python -m rigl_tf.visualize` would run: every exported model reproduces
+  the checkpoint's logits (export's own check, within its tolerance) with
+  the same top-1 class, and the pictures are one connectivity frame per
+  checkpoint of the run's first masked layer, their GIF, and the
+  density/ITOP curves.
 
   Args:
     test: the calling `tf.test.TestCase`.
     output_dir: a finished training run's directory.
+    mock_examples: examples per split of the mock data it trained on.
   """
-  # pylint: disable=g-import-not-at-top
-  from rigl_tf import export
-  from rigl_tf import visualize
-  # pylint: enable=g-import-not-at-top
-  report = export.export_run(output_dir, num_check_images=4)
-  test.assertEqual([f['name'] for f in report['files']],
+  result = subprocess.run(
+      [sys.executable, '-c', _FINISHED_RUN, output_dir, str(mock_examples)],
+      capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2'))
+  test.assertEqual(result.returncode, 0, result.stderr[-3000:])
+  outcome = json.loads(result.stdout.strip().splitlines()[-1])
+  test.assertEqual([f['name'] for f in outcome['files']],
                    ['saved_model', 'tflite_dense', 'tflite_sparse'])
-  for exported in report['files']:
+  for exported in outcome['files']:
     test.assertTrue(exported['matches'], exported)
     test.assertEqual(exported['top1_agreement'], 1.0, exported)
   pictures_dir = os.path.join(output_dir, 'pictures')
-  written = visualize.render_run(output_dir)
   steps = [int(p.rsplit('-', 1)[1]) for p in
            tf.train.get_checkpoint_state(output_dir).all_model_checkpoint_paths]
   test.assertEqual(
-      sorted(os.path.basename(p) for p in written),
+      sorted(os.path.basename(p) for p in outcome['written']),
       sorted([f'connectivity_{s}.png' for s in steps]
              + ['connectivity.gif', 'density_and_itop.png']))
-  for path in written:
+  for path in outcome['written']:
     test.assertEqual(os.path.dirname(path), pictures_dir)
     test.assertGreater(os.path.getsize(path), 0)
