@@ -11,13 +11,15 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""MNIST-sized models: LeNet-300-100 (RigL's MNIST model) and LeNet-5.
+"""MNIST-sized models: LeNet-300-100 (RigL's MNIST model), LeNet-5 and a
+small Vision Transformer.
 
-Both take any small grayscale input (28x28 MNIST, 8x8 digits) and return
+All take a small grayscale input (28x28 MNIST, 8x8 digits) and return
 logits.
 """
 
 import gin
+import tensorflow as tf
 import tf_keras as keras
 
 from rigl_tf import regularizers
@@ -77,3 +79,88 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10):
       keras.layers.Dense(84, activation='relu', name='fc2'),
       keras.layers.Dense(num_classes, name='logits'),
   ], name='lenet5')
+
+
+@keras.utils.register_keras_serializable(package='rigl_tf_mnist')
+class AddPositions(keras.layers.Layer):
+  """Adds a learned embedding of each token's position (an `Embedding`)."""
+
+  def __init__(self, num_tokens, dim, **kwargs):
+    super().__init__(**kwargs)
+    self.num_tokens, self.dim = num_tokens, dim
+    self.position = keras.layers.Embedding(num_tokens, dim, name='position')
+
+  def call(self, tokens):
+    return tokens + self.position(tf.range(self.num_tokens))
+
+  def get_config(self):
+    return {**super().get_config(), 'num_tokens': self.num_tokens,
+            'dim': self.dim}
+
+
+@keras.utils.register_keras_serializable(package='rigl_tf_mnist')
+class EncoderBlock(keras.layers.Layer):
+  """A pre-norm transformer encoder block: x + MHA(LN(x)), + MLP(LN(.))."""
+
+  def __init__(self, dim, heads, mlp_dim, dropout=0.0, **kwargs):
+    super().__init__(**kwargs)
+    self.dim, self.heads, self.mlp_dim = dim, heads, mlp_dim
+    self.dropout = dropout
+    self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6, name='norm1')
+    self.attention = keras.layers.MultiHeadAttention(
+        heads, dim // heads, dropout=dropout, name='attention')
+    self.norm2 = keras.layers.LayerNormalization(epsilon=1e-6, name='norm2')
+    self.mlp1 = keras.layers.Dense(mlp_dim, activation='gelu', name='mlp1')
+    self.mlp2 = keras.layers.Dense(dim, name='mlp2')
+
+  def call(self, x, training=None):
+    y = self.norm1(x)
+    x = x + self.attention(y, y, training=training)
+    return x + self.mlp2(self.mlp1(self.norm2(x)))
+
+  def get_config(self):
+    return {**super().get_config(), 'dim': self.dim, 'heads': self.heads,
+            'mlp_dim': self.mlp_dim, 'dropout': self.dropout}
+
+
+@gin.configurable
+def vit(input_shape=(8, 8, 1), num_classes=10, patch_size=2, dim=32,
+        depth=2, heads=4, mlp_dim=64, dropout=0.0):
+  """A small Vision Transformer: patches, encoder blocks, pooled logits.
+
+  On the 8x8 digits, 2x2 patches give 16 tokens. The patch embedding is a
+  convolution with stride `patch_size`; each `EncoderBlock` (a custom layer)
+  holds a `MultiHeadAttention` (query, key, value and output EinsumDense
+  projections) and a two-layer GELU MLP: `layers.sparsify` masks all of
+  them, and the position `Embedding` inside `AddPositions`.
+
+  Args:
+    input_shape: image shape (height and width multiples of `patch_size`).
+    num_classes: number of logits.
+    patch_size: side of the square patches.
+    dim: token width.
+    depth: number of encoder blocks.
+    heads: attention heads (`dim` must be a multiple).
+    mlp_dim: hidden width of each block's MLP.
+    dropout: attention dropout.
+
+  Returns:
+    A tf_keras Functional model.
+  """
+  height, width = input_shape[:2]
+  if height % patch_size or width % patch_size or dim % heads:
+    raise ValueError(f'vit: input {input_shape[:2]} must be a multiple of '
+                     f'patch_size {patch_size}, and dim {dim} of heads '
+                     f'{heads}.')
+  num_tokens = (height // patch_size) * (width // patch_size)
+  inputs = keras.Input(tuple(input_shape))
+  x = keras.layers.Conv2D(dim, patch_size, strides=patch_size,
+                          name='patch_embed')(inputs)
+  x = keras.layers.Reshape((num_tokens, dim), name='tokens')(x)
+  x = AddPositions(num_tokens, dim, name='positions')(x)
+  for i in range(depth):
+    x = EncoderBlock(dim, heads, mlp_dim, dropout, name=f'block{i + 1}')(x)
+  x = keras.layers.LayerNormalization(epsilon=1e-6, name='norm')(x)
+  x = keras.layers.GlobalAveragePooling1D(name='pool')(x)
+  logits = keras.layers.Dense(num_classes, name='logits')(x)
+  return keras.Model(inputs, logits, name='vit')

@@ -19,7 +19,7 @@ r"""Trains and evaluates sparse LeNets on MNIST or the offline digits data.
       --output_dir=/tmp/mnist_static_erk \
       --gin_config=configs/mnist/static_erk.gin
 
-Models (bind `train_eval.model_fn`): @lenet_300_100, @lenet5.
+Models (bind `train_eval.model_fn`): @lenet_300_100, @lenet5, @vit.
 """
 
 import os
@@ -35,4 +35,4 @@ from rigl_tf import script  # noqa: E402
 from mnist import models  # noqa: E402,F401  (registers the gin models)
 
 if __name__ == '__main__':
-  script.main(__doc__, models=('lenet_300_100', 'lenet5'))
+  script.main(__doc__, models=('lenet_300_100', 'lenet5', 'vit'))

@@ -14,18 +14,16 @@
 """Every private TensorFlow, tf_keras and TFMOT attribute rigl_tf relies on.
 
 rigl_tf needs a few things these libraries expose through no public API:
-where an optimizer keeps a variable's slots, a layer's direct sublayers,
-TFMOT's registry of prunable built-in layers, the graph nodes of a Functional
-model, and TensorFlow's tracking helpers. They are reached here and nowhere
+where an optimizer keeps a variable's slots, a layer's sublayers under their
+checkpoint names, the parts of a `MultiHeadAttention`, the graph nodes of a
+Functional model, TFMOT's pruning variables, and TensorFlow's tracking
+helpers. They are reached here and nowhere
 else, and `tests/compat_test.py` checks each assumption against the installed
 versions, so that an upgrade that moves one fails in one place, with a test
 that names it.
 """
 
 import tensorflow as tf
-from tensorflow_model_optimization.python.core.sparsity.keras import (
-    prune_registry,
-)
 import tf_keras as keras
 
 # -- TensorFlow's tracking and control-flow helpers (tf.__internal__). -------
@@ -108,10 +106,72 @@ def dtensor_mesh(optimizer):
 # -- tf_keras layers and models. ---------------------------------------------
 
 
-def direct_sublayers(layer):
-  """`layer`'s direct sublayers, in their tracked order (no duplicates)."""
-  # pylint: disable-next=protected-access
-  return list(layer._flatten_layers(include_self=False, recursive=False))
+def named_sublayers(layer):
+  """[(name, sublayer)] of `layer`'s direct sublayers, by checkpoint name.
+
+  The names are those `tf.train.Checkpoint` saves them under (attribute
+  names: 'fc1', '_query_dense', 'layer', 'forward_layer'; 'blocks/0' for a
+  list attribute), so they are stable from one process to the next. A
+  sublayer reachable under two names is listed once, under the first.
+  """
+  result, seen = [], set()
+
+  def visit(prefix, trackable):
+    children = trackable._trackable_children(save_type='checkpoint')  # pylint: disable=protected-access
+    for name, child in children.items():
+      full = f'{prefix}{name}'
+      if isinstance(child, keras.layers.Layer):
+        if id(child) not in seen:
+          seen.add(id(child))
+          result.append((full, child))
+      elif isinstance(child, (list, dict)) or type(child).__name__ in (
+          'ListWrapper', '_DictWrapper', '_TupleWrapper'):
+        visit(f'{full}/', child)
+
+  visit('', layer)
+  return result
+
+
+def replace_sublayer(parent, name, new):
+  """Puts `new` where `named_sublayers(parent)` lists `name`.
+
+  A sublayer held in a list or dict attribute ('blocks/0') is replaced by
+  assigning the attribute a new container: Keras' tracked lists are
+  append-only (an element replaced in place can no longer be saved).
+
+  Args:
+    parent: the layer or model.
+    name: a name from `named_sublayers` ('fc1', 'blocks/0').
+    new: the replacement layer.
+  """
+  attribute, *path = name.split('/')
+
+  def replaced(holder, path):
+    if not path:
+      return new
+    key, *rest = path
+    if isinstance(holder, (list, tuple)) or type(holder).__name__ in (
+        'ListWrapper', '_TupleWrapper'):
+      items = list(holder)
+      items[int(key)] = replaced(items[int(key)], rest)
+      return items
+    items = dict(holder)
+    items[key] = replaced(items[key], rest)
+    return items
+
+  setattr(parent, attribute, replaced(getattr(parent, attribute), path))
+
+
+def attention_parts(layer):
+  """{'query', 'key', 'value', 'softmax', 'output'} sublayers of a tf_keras
+  `MultiHeadAttention`, or None for another layer."""
+  if not isinstance(layer, keras.layers.MultiHeadAttention):
+    return None
+  # pylint: disable=protected-access
+  return {'query': layer._query_dense, 'key': layer._key_dense,
+          'value': layer._value_dense, 'softmax': layer._softmax,
+          'output': layer._output_dense}
+  # pylint: enable=protected-access
 
 
 def is_graph_network(model):
@@ -143,30 +203,6 @@ def _node_shape(shapes):
 
 
 # -- TFMOT. --------------------------------------------------------------------
-
-
-def tfmot_prunable_weights(layer):
-  """The prunable weights TFMOT's registry lists for a built-in layer.
-
-  Args:
-    layer: a tf_keras layer.
-
-  Returns:
-    None if the registry does not support `layer` or lists no prunable
-    weight for it (BatchNormalization, pooling, ...); otherwise the list of
-    its prunable weights, empty while `layer` is not built.
-  """
-  registry = prune_registry.PruneRegistry
-  if not registry.supports(layer):
-    return None
-  # RNN layers list their cells' kernels; other layers list weight names.
-  # pylint: disable=protected-access
-  if not (registry._is_rnn_layer(layer) or registry._weight_names(layer)):
-    return None
-  # pylint: enable=protected-access
-  if not layer.built:
-    return []
-  return list(registry.make_prunable(layer).get_prunable_weights())
 
 
 def tfmot_pruning_vars(wrapper):

@@ -23,11 +23,11 @@ from typing import Callable, Mapping, Optional
 
 import gin
 import tensorflow as tf
-import tf_keras as keras
 
 from rigl_tf import checks
 from rigl_tf import distributions
 from rigl_tf import layers as masked_layers
+from rigl_tf import maskable
 from rigl_tf import rng
 from rigl_tf import topk
 
@@ -73,7 +73,8 @@ def get_layer_sparsities(model_or_weights, sparsity, distribution='erk',
     dict masked-weight name -> sparsity.
   """
   weights = masked_layers.get_masked_weights(model_or_weights)
-  shapes = {mw.name: tuple(mw.weight.shape) for mw in weights}
+  # ERK weighs each kernel by its true fan-in and fan-out.
+  shapes = {mw.name: tuple(mw.erk_shape) for mw in weights}
   return distributions.get_sparsities(shapes, sparsity, distribution, **kwargs)
 
 
@@ -125,15 +126,12 @@ def sparsity_plan(model_or_weights, sparsity, distribution='erk',
 def _unit_axes(mw):
   """Axes summed to get one output unit's fan-in in `mw.weight`.
 
-  A unit is the last axis of Dense/Conv kernels ([..., in, out]); a
-  depthwise kernel [h, w, channels, multiplier] has one unit per channel
-  and multiplier, fed by its h*w window only.
+  `maskable.contracted_axes`: all but the last of Dense/Conv kernels
+  ([..., in, out]); a depthwise kernel [h, w, channels, multiplier] has one
+  unit per channel and multiplier, fed by its h*w window only; an
+  EinsumDense kernel's axes contracted with its input.
   """
-  rank = len(mw.weight.shape)
-  if isinstance(mw.layer.layer, keras.layers.DepthwiseConv2D) or (
-      'depthwise' in mw.weight.name):
-    return list(range(rank - 2))
-  return list(range(rank - 1))
+  return maskable.contracted_axes(mw.owner, mw.weight)
 
 
 def fan_in_scale(mw, mask, weight_scaling):

@@ -66,6 +66,7 @@ MODEL_BUILDERS: dict[str, Callable[[], keras.Model]] = {
     'lenet_300_100': _builder('mnist.models', 'lenet_300_100',
                               input_shape=(784,), num_classes=10),
     'lenet5': _builder('mnist.models', 'lenet5'),
+    'vit': _builder('mnist.models', 'vit'),
 }
 
 

@@ -16,6 +16,8 @@
 One test per assumption: a release that moves one fails here, by name.
 """
 
+import os
+
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
@@ -135,13 +137,53 @@ class _Subclassed(keras.Model):
     return self.fc(x)
 
 
+class _Blocks(keras.layers.Layer):
+
+  def __init__(self):
+    super().__init__()
+    self.blocks = [keras.layers.Dense(2), keras.layers.Dense(2)]
+    self.head = keras.layers.Dense(1)
+
+  def call(self, x):
+    for block in self.blocks:
+      x = block(x)
+    return self.head(x)
+
+
 class ModelGraphTest(tf.test.TestCase):
 
-  def test_direct_sublayers_are_the_children_only(self):
+  def test_named_sublayers_are_the_children_by_checkpoint_name(self):
     model, _ = _functional()
-    names = [layer.name for layer in compat.direct_sublayers(model)
-             if not isinstance(layer, keras.layers.InputLayer)]
-    self.assertEqual(names, ['shared', 'inner'])
+    self.assertEqual(
+        [(name, layer.name) for name, layer in compat.named_sublayers(model)
+         if not isinstance(layer, keras.layers.InputLayer)],
+        [('layer_with_weights-0', 'shared'), ('layer_with_weights-1',
+                                               'inner')])
+    block = _Blocks()
+    self.assertEqual([name for name, _ in compat.named_sublayers(block)],
+                     ['blocks/0', 'blocks/1', 'head'])
+
+  def test_replace_sublayer_in_a_list_keeps_it_savable(self):
+    block = _Blocks()
+    block(np.zeros((1, 3), np.float32))
+    new = keras.layers.Dense(2, name='new')
+    compat.replace_sublayer(block, 'blocks/1', new)
+    self.assertIs(block.blocks[1], new)
+    self.assertEqual([layer.name for _, layer in
+                      compat.named_sublayers(block)][1], 'new')
+    tf.train.Checkpoint(block=block).save(
+        os.path.join(self.get_temp_dir(), 'ckpt'))
+
+  def test_attention_parts(self):
+    attention = keras.layers.MultiHeadAttention(2, 3)
+    x = np.zeros((1, 4, 5), np.float32)
+    attention(x, x)
+    parts = compat.attention_parts(attention)
+    self.assertEqual(sorted(parts), ['key', 'output', 'query', 'softmax',
+                                     'value'])
+    self.assertIsInstance(parts['query'], keras.layers.EinsumDense)
+    self.assertIsInstance(parts['softmax'], keras.layers.Softmax)
+    self.assertIsNone(compat.attention_parts(keras.layers.Dense(2)))
 
   def test_is_graph_network(self):
     model, _ = _functional()
@@ -158,18 +200,6 @@ class ModelGraphTest(tf.test.TestCase):
 
 
 class TFMOTTest(tf.test.TestCase):
-
-  def test_registry_lists_kernels_of_built_in_layers(self):
-    dense = keras.layers.Dense(2)
-    self.assertEqual(compat.tfmot_prunable_weights(dense), [])  # Not built.
-    dense.build((None, 3))
-    self.assertEqual(compat.tfmot_prunable_weights(dense), [dense.kernel])
-    lstm = keras.layers.LSTM(2)
-    lstm.build((None, 5, 3))
-    self.assertLen(compat.tfmot_prunable_weights(lstm), 2)
-    self.assertIsNone(
-        compat.tfmot_prunable_weights(keras.layers.BatchNormalization()))
-    self.assertIsNone(compat.tfmot_prunable_weights(keras.layers.Flatten()))
 
   def test_pruning_vars_of_a_wrapper(self):
     wrapper = tfmot.sparsity.keras.prune_low_magnitude(

@@ -25,6 +25,7 @@ import io
 import json
 import math
 
+import model_zoo
 import tensorflow as tf
 import test_util
 import tf_keras as keras
@@ -49,8 +50,17 @@ def tiny_model():
   ])
 
 
+def custom_kernel_model():
+  """A registered custom layer (maskable, no MicroNet rule), a Dense."""
+  layers.register_maskable(model_zoo.Gated, ['kernel'])
+  return keras.Sequential([
+      keras.Input((4,)), model_zoo.Gated(name='gate'),
+      keras.layers.Dense(2, name='fc')
+  ])
+
+
 def sequence_model():
-  """Embedding and LSTM (no MicroNet rule) before a Dense (CLI builder)."""
+  """Embedding and LSTM before a Dense (CLI builder)."""
   return keras.Sequential([
       keras.Input((5,), dtype='int32'),
       keras.layers.Embedding(20, 4, name='emb'),
@@ -150,12 +160,43 @@ class CountTest(tf.test.TestCase):
         self.assertEqual(c.n_nonzero, expected, c.name)
     self.assertLess(planned.total.flops, result.total.flops)
 
-  def test_uncounted_layers_are_named_in_the_totals_line(self):
+  def test_lstm_and_embedding_by_hand(self):
     result = flops.count(sequence_model())
-    self.assertEqual(result.uncounted, ['emb (Embedding)', 'lstm (LSTM)'])
-    self.assertEqual(result.total.flops, _flops(6, 1, 2))
-    self.assertIn('(not counted, no MicroNet rule: emb (Embedding), '
-                  'lstm (LSTM))', result.totals_line())
+    self.assertEqual(result.uncounted, [])
+    by_name = {c.name: c for c in result.layers}
+    self.assertEqual(list(by_name), ['emb', 'lstm/kernel',
+                                     'lstm/recurrent_kernel', 'fc'])
+    # A lookup: no multiply-add, 20 x 4 stored weights.
+    self.assertEqual(by_name['emb'].flops, 0)
+    self.assertEqual(by_name['emb'].bits, 80 * 32)
+    # 5 steps of a 4 -> 4 x 3 input kernel: 48 multiplies, 47 adds, a bias
+    # and a gate activation per gate output.
+    self.assertEqual(by_name['lstm/kernel'].flops, 5 * (48 * 2 + 12))
+    # 5 steps of the 3 x 12 recurrent kernel (36 multiplies, 36 - 12 adds
+    # in the dot products, 12 adds onto the input part) and the cell:
+    # 4 multiplies and 1 add per unit.
+    self.assertEqual(by_name['lstm/recurrent_kernel'].mults, 5 * (36 + 12))
+    self.assertEqual(by_name['lstm/recurrent_kernel'].adds,
+                     5 * (36 - 12 + 12 + 3))
+    self.assertEqual(result.total.flops, 540 + 435 + _flops(6, 1, 2))
+    masked = layers.sparsify(sequence_model(), mask_recurrent=False)
+    masks.init_masks(masked, {'emb': 0.5, 'lstm/kernel': 0.75, 'fc': 0.0},
+                     seed=0)
+    by_name = {c.name: c for c in flops.count(masked).layers}
+    self.assertEqual(by_name['lstm/kernel'].n_nonzero, 12)
+    self.assertEqual(by_name['lstm/kernel'].flops, 5 * (12 * 2 + 12))
+    self.assertEqual(by_name['lstm/recurrent_kernel'].n_nonzero, 36)
+    self.assertEqual(by_name['emb'].bits, 40 * 32 + 80)
+
+  def test_uncounted_layers_are_named_in_the_totals_line(self):
+    try:
+      result = flops.count(custom_kernel_model())
+    finally:
+      layers.unregister_maskable(model_zoo.Gated)
+    self.assertEqual(result.uncounted, ['gate (Gated)'])
+    self.assertEqual(result.total.flops, _flops(8, 1, 2))
+    self.assertIn('(not counted, no MicroNet rule: gate (Gated))',
+                  result.totals_line())
     self.assertIn('| **total** (not counted', result.table())
 
   def test_bad_arguments(self):
@@ -186,10 +227,10 @@ class CommandLineModelTest(tf.test.TestCase):
     self.assertEqual(json.loads(out)['model'],
                      'flops_count_test:tiny_model')
     _, out = test_util.run_flops_cli(
-        '--model=flops_count_test:sequence_model', '--method=static')
+        '--model=flops_count_test:custom_kernel_model', '--method=static')
     self.assertRegex(
         out, r'sparsity of counted layers: 0\.0000 \(not counted, no '
-        r'MicroNet rule: emb \(Embedding\), lstm \(LSTM\)\)')
+        r'MicroNet rule: gate \(Gated\)\)')
 
   def test_bad_model_values_exit_2(self):
     for value in ('nope', 'rigl_tf.nope:f', 'flops_count_test:nope',

@@ -25,6 +25,7 @@ channels: mults = nnz * P + P * c (ReLU), adds = nnz * P - P * c (dot
 products) + P * c (bias), bits = 32 nnz + n [if sparse] + 32 c.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -236,8 +237,12 @@ class MaskedLayerTest(tf.test.TestCase):
       self._set_conv_mask(wrappers[name], round(n * density))
     costs = flops.layer_costs(model)
     self.assertEqual([c.density for c in costs if c.counted], [0.5, 0.25, 0.1])
+    # The same costs as the planned densities; only the masks' names differ.
+    self.assertEqual([c.mask_name for c in costs if c.counted],
+                     ['conv', 'dw', 'fc'])
     self.assertEqual(
-        costs, flops.layer_costs(_small_model(), _SPARSE_DENSITIES))
+        [dataclasses.replace(c, mask_name='') for c in costs],
+        flops.layer_costs(_small_model(), _SPARSE_DENSITIES))
     # Explicit densities take precedence over the masks.
     self.assertEqual(
         _by_name(flops.layer_costs(model, {'conv': 1.0}))['conv'].flops,

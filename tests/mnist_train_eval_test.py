@@ -85,6 +85,10 @@ class ConfigsTest(parameterized.TestCase):
         "train_eval.dataset = 'mnist'", 'train_eval.quiet = True',
         'train_eval.batch_size = 20', 'train_eval.eval_batch_size = 50',
         'train_eval.seed = 3'])
+    if 'vit' in os.path.basename(config):
+      # 7x7 patches of the 28x28 mock images: 16 tokens, as on the digits;
+      # one encoder block (its kernels trace like the second's).
+      train.parse_gin([], ['vit.patch_size = 7', 'vit.depth = 1'])
     gem_miner = gin.query_parameter('train_eval.method') == 'gem_miner'
     if gem_miner:  # Counts epochs (5 steps here): 3 search + 1 fine-tuning.
       train.parse_gin([], [

@@ -68,6 +68,9 @@ import tf_keras as keras
 from rigl_tf import compat
 from rigl_tf import distributions
 from rigl_tf import layers as masked_layers
+from rigl_tf import maskable
+from rigl_tf.flops import rules
+from rigl_tf.flops import trace
 
 PARAM_BITS = 32
 BYTES_PER_MB = 1e6
@@ -97,7 +100,14 @@ class LayerCost:
     bias_relu: whether a bias add and a ReLU follow each output element
       (False for the depthwise half of a separable convolution).
     maskable: for an uncounted layer, whether `rigl_tf.layers` can mask it
-      (LSTM, Embedding, ...): sparse weights whose cost is not counted.
+      (a registered custom layer, ...): sparse weights whose cost is not
+      counted.
+    extra_mults, extra_adds: products that involve no weight (attention's
+      activation x activation products, an LSTM cell's gating), never
+      sparse.
+    erk_shape: the kernel's shape as ERK weighs it (its true fan-in and
+      fan-out, `rigl_tf.maskable.erk_shape`).
+    mask_name: the `MaskedWeight.name` of the kernel's mask, '' if none.
   """
   name: str
   kind: str
@@ -112,6 +122,10 @@ class LayerCost:
   param_bits: int = PARAM_BITS
   bias_relu: bool = True
   maskable: bool = False
+  extra_mults: float = 0.0
+  extra_adds: float = 0.0
+  erk_shape: tuple = ()
+  mask_name: str = ''
 
   @property
   def density(self) -> float:
@@ -129,13 +143,14 @@ class LayerCost:
   @property
   def mults(self) -> float:
     """Dot-product multiplies plus one ReLU multiply per output element."""
-    return self.n_nonzero * self.positions + self._bias_relu_ops
+    return (self.n_nonzero * self.positions + self._bias_relu_ops
+            + self.extra_mults)
 
   @property
   def adds(self) -> float:
     """Dot-product adds (n - 1 per dot product) plus one bias add each."""
     dot_adds = self.n_nonzero * self.positions - self.n_outputs
-    return dot_adds + self._bias_relu_ops
+    return dot_adds + self._bias_relu_ops + self.extra_adds
 
   @property
   def flops(self) -> float:
@@ -196,116 +211,8 @@ class CostSummary:
 
 
 # ----------------------------------------------------------------------------
-# Layer geometry: how many positions, which output channels, which kernel.
+# Walking the model: every call of every layer, at any depth.
 # ----------------------------------------------------------------------------
-
-
-def _spatial_output(size, kernel, stride, dilation, padding, padding_rule):
-  """Output length along one spatial dimension."""
-  effective = (kernel - 1) * dilation + 1
-  if padding_rule == 'micronet':
-    # MicroNet's 'same': k // 2 on each side, whatever the layer's padding.
-    return math.ceil((size - effective + 1 + 2 * (effective // 2)) / stride)
-  if padding == 'same':
-    return math.ceil(size / stride)  # Keras 'same', any kernel size.
-  return math.ceil((size - effective + 1) / stride)  # 'valid'
-
-
-def _conv_output_spatial(layer, input_shape, padding_rule):
-  """Output size along each spatial dimension of a (1D/2D/3D) convolution."""
-  if layer.data_format != 'channels_last':
-    raise ValueError(f'Layer {layer.name!r}: only channels_last is counted.')
-  spatial = tuple(input_shape[1:1 + layer.rank])
-  if any(d is None for d in spatial):
-    raise ValueError(
-        f'Layer {layer.name!r} has an unknown spatial input size '
-        f'{tuple(input_shape)}: build the model with a static input shape.')
-  return tuple(
-      _spatial_output(size, k, s, d, layer.padding, padding_rule)
-      for size, k, s, d in zip(spatial, layer.kernel_size, layer.strides,
-                               layer.dilation_rate, strict=True))
-
-
-@dataclasses.dataclass(frozen=True)
-class _Op:
-  """One counted op of a layer: its kernel and where it is applied."""
-  suffix: str  # '' or '/<kernel name>' for a layer with several ops.
-  kind: str
-  kernel: Any
-  positions: int
-  out_channels: int
-  output_shape: tuple
-  bias_relu: bool = True
-
-
-def _conv_ops(layer, input_shape, padding_rule, depthwise_as_conv):
-  del depthwise_as_conv  # Only depthwise layers care.
-  out = _conv_output_spatial(layer, input_shape, padding_rule)
-  c_out = int(layer.kernel.shape[-1])
-  return [_Op('', f'Conv{layer.rank}D', layer.kernel, math.prod(out), c_out,
-              (*out, c_out))]
-
-
-def _depthwise_op(kernel, out, depthwise_as_conv, suffix='', bias_relu=True):
-  """A depthwise kernel (k.., C, m) applied at the positions `out`."""
-  channels = int(kernel.shape[-2]) * int(kernel.shape[-1])
-  # RigL's MobileNet counts: the kernel (k, k, C, m) seen as a convolution
-  # with m output channels: one bias and one ReLU per position per m.
-  biased = int(kernel.shape[-1]) if depthwise_as_conv else channels
-  return _Op(suffix, f'DepthwiseConv{len(out)}D', kernel, math.prod(out),
-             biased if bias_relu else channels, (*out, channels), bias_relu)
-
-
-def _depthwise_ops(layer, input_shape, padding_rule, depthwise_as_conv):
-  out = _conv_output_spatial(layer, input_shape, padding_rule)
-  return [_depthwise_op(layer.depthwise_kernel, out, depthwise_as_conv)]
-
-
-def _separable_ops(layer, input_shape, padding_rule, depthwise_as_conv):
-  """Depthwise (no bias/ReLU between the two) then pointwise 1x1 conv."""
-  out = _conv_output_spatial(layer, input_shape, padding_rule)
-  depthwise = _depthwise_op(layer.depthwise_kernel, out, depthwise_as_conv,
-                            '/depthwise_kernel', bias_relu=False)
-  c_out = int(layer.pointwise_kernel.shape[-1])
-  pointwise = _Op('/pointwise_kernel', f'Conv{layer.rank}D',
-                  layer.pointwise_kernel, math.prod(out), c_out, (*out, c_out))
-  return [depthwise, pointwise]
-
-
-def _dense_ops(layer, input_shape, padding_rule, depthwise_as_conv):
-  del padding_rule, depthwise_as_conv
-  leading = input_shape[1:-1]
-  if any(d is None for d in leading):
-    raise ValueError(f'Layer {layer.name!r} has an unknown input size '
-                     f'{tuple(input_shape)}.')
-  positions = int(np.prod(leading)) if leading else 1
-  units = int(layer.kernel.shape[-1])
-  return [_Op('', 'Dense', layer.kernel, positions, units, (*leading, units))]
-
-
-# Layer class -> function giving its counted ops. Looked up in this order
-# with isinstance; `_NOT_COUNTED` catches subclasses that are different ops.
-_COUNTED_LAYERS = (
-    (keras.layers.DepthwiseConv1D, _depthwise_ops),
-    (keras.layers.DepthwiseConv2D, _depthwise_ops),
-    (keras.layers.SeparableConv1D, _separable_ops),
-    (keras.layers.SeparableConv2D, _separable_ops),
-    (keras.layers.Conv1D, _conv_ops),
-    (keras.layers.Conv2D, _conv_ops),
-    (keras.layers.Conv3D, _conv_ops),
-    (keras.layers.Dense, _dense_ops),
-)
-_NOT_COUNTED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-                keras.layers.Conv3DTranspose)
-
-
-def _ops_function(layer):
-  if isinstance(layer, _NOT_COUNTED):
-    return None
-  for cls, ops_fn in _COUNTED_LAYERS:
-    if isinstance(layer, cls):
-      return ops_fn
-  return None
 
 
 def _is_masked(layer) -> bool:
@@ -318,19 +225,18 @@ def _is_masked(layer) -> bool:
           and hasattr(layer, 'prunable_weights'))
 
 
-def _mask_nonzeros(wrapper, kernel) -> float | None:
-  """Number of ones in the mask of `kernel` (None when it has no mask)."""
-  weights = list(wrapper.prunable_weights)
-  index = next((i for i, w in enumerate(weights) if w is kernel), None)
-  if index is None:  # Not masked (e.g. a depthwise kernel kept dense).
-    return None
-  # get_value also reads mirrored (tf.distribute) variables.
-  return float(np.sum(keras.backend.get_value(list(wrapper.masks)[index])))
-
-
-def _is_maskable(layer) -> bool:
-  """Whether `rigl_tf.layers` can mask `layer`."""
-  return bool(layer.weights) and masked_layers.is_maskable(layer)
+def _masks_by_weight(model):
+  """id(weight) -> (mask, name) of every masked weight in `model`."""
+  found = {}
+  for wrapper in [model, *masked_layers.walk_layers(model)]:
+    if _is_masked(wrapper) and not isinstance(wrapper,
+                                              masked_layers.MaskedLayer):
+      # Another wrapper with the same contract (Gem-Miner's scored layers).
+      for weight, mask in zip(wrapper.prunable_weights, wrapper.masks):
+        found[id(weight)] = (mask, wrapper.name)
+  for mw in masked_layers.get_masked_weights(model):
+    found[id(mw.weight)] = (mw.mask, mw.name)
+  return found
 
 
 def _shape_without_batch(shape) -> tuple:
@@ -348,31 +254,148 @@ def _layer_shape(layer, attr):
   return tuple(shape)
 
 
-def _calls(model, layer):
-  """(input shape, output shape) of each call of `layer` inside `model`.
+def _graph_calls(model):
+  """`trace.Call`s of a Functional/Sequential model from its graph nodes.
 
-  A Functional/Sequential model knows its calls (graph nodes); a layer used
-  twice (shared weights) has two. Otherwise: one call, the layer's shapes.
+  A layer used twice (shared weights) has two; nested models are expanded.
+  None when a layer needs a trace (a layer with sublayers, whose inner calls
+  the graph does not know).
   """
-  calls = compat.layer_call_shapes(model, layer)
-  if calls:
-    return calls
-  return [(_layer_shape(layer, 'input_shape'),
-           _layer_shape(layer, 'output_shape'))]
-
-
-def _walk(model):
-  """Yields (layer, input shape, output shape) once per call of each layer."""
+  calls = []
   for layer in model.layers:
     if isinstance(layer, keras.layers.InputLayer):
       continue
-    calls = _calls(model, layer)
+    inner = layer.layer if _is_masked(layer) else layer
     if isinstance(layer, keras.Model) and not _is_masked(layer):
-      for _ in calls:
-        yield from _walk(layer)
-    else:
-      for input_shape, output_shape in calls:
-        yield layer, input_shape, output_shape
+      nested = _graph_calls(layer)
+      if nested is None:
+        return None
+      calls += nested * max(1, len(compat.layer_call_shapes(model, layer)))
+      continue
+    if rules.ops_function(inner) is None and compat.named_sublayers(inner):
+      return None
+    shapes = compat.layer_call_shapes(model, layer) or [
+        (_layer_shape(layer, 'input_shape'),
+         _layer_shape(layer, 'output_shape'))]
+    calls += [trace.Call(inner, i, o) for i, o in shapes]
+  return calls
+
+
+def _calls(model):
+  """The top-level calls, from the graph when it has them all, else traced.
+
+  Traced shapes have batch 1; they become None like the graph's.
+  """
+  if isinstance(model, keras.Sequential) or compat.is_graph_network(model):
+    calls = _graph_calls(model)
+    if calls is not None:
+      return calls, False
+  return trace.trace_calls(model), True
+
+
+def _batched(shape, traced):
+  """A shape with its batch dimension as None.
+
+  In a traced call the batch is 1, except inside `TimeDistributed`, whose
+  inner layer sees batch x time merged: that leading size is kept as a
+  dimension of its own.
+  """
+  if shape is None:
+    return None
+  if traced and shape and shape[0] != 1:
+    return (None, *shape)
+  return (None, *shape[1:])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Context:
+  densities: dict
+  masks: dict
+  padding_rule: str
+  depthwise_as_conv: bool
+  param_bits: int
+
+
+def _op_cost(ctx, name, op, input_shape):
+  """The `LayerCost` of one op (its density: planned, mask or dense)."""
+  if op.kernel is None:
+    return LayerCost(
+        name=name, kind=op.kind, input_shape=(),
+        output_shape=op.output_shape, counted=True,
+        param_bits=ctx.param_bits, bias_relu=False,
+        extra_mults=float(op.extra_mults), extra_adds=float(op.extra_adds))
+  n_weights = int(np.prod(op.kernel.shape))
+  mask, mask_name = ctx.masks.get(id(op.kernel), (None, ''))
+  if name in ctx.densities:
+    n_nonzero = n_weights * _check_density(name, ctx.densities[name])
+  elif mask is not None:
+    # get_value also reads mirrored (tf.distribute) variables.
+    n_nonzero = float(np.sum(keras.backend.get_value(mask)))
+  else:
+    n_nonzero = float(n_weights)
+  return LayerCost(
+      name=name, kind=op.kind,
+      input_shape=_shape_without_batch(input_shape),
+      output_shape=op.output_shape,
+      kernel_shape=tuple(int(d) for d in op.kernel.shape),
+      n_weights=n_weights, n_nonzero=float(n_nonzero),
+      positions=op.positions, out_channels=op.out_channels, counted=True,
+      param_bits=ctx.param_bits, bias_relu=op.bias_relu,
+      extra_mults=float(op.extra_mults), extra_adds=float(op.extra_adds),
+      erk_shape=tuple(maskable.erk_shape(op.owner, op.kernel)),
+      mask_name=mask_name)
+
+
+def _uncounted(ctx, name, layer, input_shape, output_shape, n_weights):
+  return LayerCost(
+      name=name, kind=type(layer).__name__,
+      input_shape=_shape_without_batch(input_shape),
+      output_shape=_shape_without_batch(output_shape),
+      n_weights=n_weights, param_bits=ctx.param_bits,
+      maskable=any(id(w) in ctx.masks for w in layer.weights)
+      or bool(layer.weights) and masked_layers.is_maskable(layer))
+
+
+def _call_costs(ctx, call, prefix, traced):
+  """The costs of one call and of the calls inside it, in order."""
+  layer = call.layer
+  if _is_masked(layer) or (isinstance(layer, keras.Model) and not prefix):
+    # A wrapper or a nested model adds no name: its layers keep theirs.
+    return [c for child in call.children
+            for c in _call_costs(ctx, child, prefix, traced)]
+  name = '/'.join([*prefix, layer.name])
+  input_shape = _batched(call.input_shape, traced)
+  output_shape = _batched(call.output_shape, traced)
+  ops_fn = rules.ops_function(layer)
+  ops = ops_fn and ops_fn(layer, input_shape, output_shape, ctx.padding_rule,
+                          ctx.depthwise_as_conv)
+  if ops:
+    if input_shape is None:
+      raise ValueError(
+          f'Cannot count layer {name!r}: its input shape is unknown. Count '
+          'a model built (or called) on a static input.')
+    return [_op_cost(ctx, name + op.suffix, op, input_shape) for op in ops]
+  costs = []
+  below = {id(w) for child in call.children for w in child.layer.weights}
+  own = sum(int(np.prod(w.shape)) for w in layer.weights
+            if id(w) not in below)
+  if own or not call.children:
+    costs.append(_uncounted(ctx, name, layer, input_shape, output_shape, own))
+  attention = compat.attention_parts(layer)
+  for child in call.children:
+    if attention and child.layer is attention['softmax']:
+      costs += _attention_costs(ctx, name, call, attention)
+    costs += _call_costs(ctx, child, [*prefix, layer.name], traced)
+  return costs
+
+
+def _attention_costs(ctx, name, call, parts):
+  """Score and context products of a MultiHeadAttention call."""
+  shapes = {c.layer: c.output_shape for c in call.children}
+  query, key, value = (shapes[parts[k]][1:]
+                       for k in ('query', 'key', 'value'))
+  return [_op_cost(ctx, name + op.suffix, op, ())
+          for op in rules.attention_ops(query, key, value)]
 
 
 def layer_costs(model: keras.Model,
@@ -381,20 +404,27 @@ def layer_costs(model: keras.Model,
                 padding_rule: str = 'micronet',
                 depthwise_as_conv: bool = False,
                 param_bits: int = PARAM_BITS) -> list[LayerCost]:
-  """Per-layer MicroNet costs of a built model, in layer order.
+  """Per-layer MicroNet costs of a built model, in call order.
 
-  A layer's density comes from `densities[name]` when given (planned
+  A record's density comes from `densities[name]` when given (planned
   densities, e.g. from `rigl_tf.distributions` before any training), else
-  from its masks when it is a masked wrapper (the mean of the kernel's mask),
-  else 1 (dense). Nested models are walked recursively; input layers are
-  skipped; a layer applied several times gives one record per call (the
-  same name; its weights are stored once, see `summarize`). A separable
+  from the kernel's mask when it has one, else 1 (dense). Every layer call
+  is walked, at any depth: a Functional or Sequential model's own graph
+  gives the shapes of its layers; a subclassed model, or a layer with
+  sublayers (attention, a custom block, `TimeDistributed`,
+  `Bidirectional`), is traced once (`rigl_tf.flops.trace`). Records of
+  layers inside another layer are named by the path of layer names
+  ('block/dense_1', 'mha/query'); nested models and masked wrappers add no
+  name. A layer applied several times gives one record per call (the same
+  name; its weights are stored once, see `summarize`). A separable
   convolution gives two records, `<name>/depthwise_kernel` and
-  `<name>/pointwise_kernel`.
+  `<name>/pointwise_kernel`, an RNN `<name>/kernel` and
+  `<name>/recurrent_kernel`, an attention block also `<name>/scores` and
+  `<name>/context` (no weights).
 
   Args:
-    model: a built tf_keras Functional or Sequential model (static input
-      shape).
+    model: a built tf_keras model with a static input shape (a subclassed
+      one called once).
     densities: optional record name -> density in [0, 1].
     padding_rule: 'micronet' (RigL's: every convolution counted as 'same' on
       its actual input) or 'layer' (each layer's own padding).
@@ -409,56 +439,16 @@ def layer_costs(model: keras.Model,
   Raises:
     ValueError: for an unknown padding rule, a name in `densities` that is
       not a counted layer, a density outside [0, 1], or a layer whose input
-      shape is unknown (a subclassed model that was never called).
+      shape is unknown.
   """
   if padding_rule not in PADDING_RULES:
     raise ValueError(f'Unknown padding_rule {padding_rule!r}; choose one of '
                      f'{PADDING_RULES}.')
-  densities = dict(densities or {})
-  costs = []
-  for layer, input_shape, output_shape in _walk(model):
-    inner = layer.layer if _is_masked(layer) else layer
-    ops_fn = _ops_function(inner)
-    if ops_fn is None:
-      costs.append(
-          LayerCost(
-              name=inner.name,
-              kind=type(inner).__name__,
-              input_shape=_shape_without_batch(input_shape),
-              output_shape=_shape_without_batch(output_shape),
-              n_weights=int(inner.count_params()) if inner.built else 0,
-              param_bits=param_bits,
-              maskable=_is_masked(layer) or _is_maskable(inner)))
-      continue
-    if input_shape is None:
-      raise ValueError(
-          f'Cannot count layer {inner.name!r}: its input shape is unknown. '
-          'Count a Functional/Sequential model built on a static input.')
-    for op in ops_fn(inner, input_shape, padding_rule, depthwise_as_conv):
-      name = inner.name + op.suffix
-      n_weights = int(np.prod(op.kernel.shape))
-      n_nonzero = None
-      if name in densities:
-        n_nonzero = n_weights * _check_density(name, densities[name])
-      elif _is_masked(layer):
-        n_nonzero = _mask_nonzeros(layer, op.kernel)
-      if n_nonzero is None:
-        n_nonzero = float(n_weights)
-      costs.append(
-          LayerCost(
-              name=name,
-              kind=op.kind,
-              input_shape=_shape_without_batch(input_shape),
-              output_shape=op.output_shape,
-              kernel_shape=tuple(int(d) for d in op.kernel.shape),
-              n_weights=n_weights,
-              n_nonzero=float(n_nonzero),
-              positions=op.positions,
-              out_channels=op.out_channels,
-              counted=True,
-              param_bits=param_bits,
-              bias_relu=op.bias_relu))
-  _check_names(densities, costs)
+  ctx = _Context(dict(densities or {}), _masks_by_weight(model),
+                 padding_rule, depthwise_as_conv, param_bits)
+  calls, traced = _calls(model)
+  costs = [c for call in calls for c in _call_costs(ctx, call, [], traced)]
+  _check_names(ctx.densities, costs)
   return costs
 
 
@@ -524,11 +514,11 @@ def summarize(costs: Sequence[LayerCost]) -> CostSummary:
 
 
 def kernel_shapes(costs: Sequence[LayerCost]) -> dict[str, tuple]:
-  """Ordered layer name -> kernel shape of the counted layers.
+  """Ordered record name -> kernel shape of the counted kernels.
 
-  This is the `shapes` argument of `rigl_tf.distributions.get_sparsities`.
+  Records without weights (attention's activation products) are left out.
   """
-  return {c.name: c.kernel_shape for c in costs if c.counted}
+  return {c.name: c.kernel_shape for c in costs if c.counted and c.n_weights}
 
 
 def planned_densities(costs: Sequence[LayerCost],
@@ -573,8 +563,10 @@ def planned_densities(costs: Sequence[LayerCost],
 
 
 def _maskable_shapes(costs, mask_depthwise):
-  """Kernel shapes the distribution covers (what `sparsify` would mask)."""
-  shapes = kernel_shapes(costs)
+  """The shapes ERK weighs, of the kernels `sparsify` would mask: true
+  fan-in and fan-out (`LayerCost.erk_shape`)."""
+  shapes = {c.name: c.erk_shape or c.kernel_shape for c in costs
+            if c.counted and c.n_weights}
   if mask_depthwise:
     return shapes
   # Depthwise kernels stay dense and outside the budget (rigl_tf.layers).

@@ -199,8 +199,9 @@ def to_masked_model(model, layer_masks, kernels=None):
   Returns:
     The new masked model.
   """
-  masked_layers.check_graph_model(model, 'Gem-Miner\'s to_masked_model()',
-                                  'rigl_tf.layers.MaskedLayer')
+  masked_layers.check_graph_model(
+      model, "Gem-Miner's to_masked_model()",
+      'In a subclassed model, wrap layers with rigl_tf.layers.MaskedLayer.')
 
   def clone_fn(layer):
     if isinstance(layer, keras.Model):

@@ -353,9 +353,12 @@ class GradualPruning(drop_grow.DropGrowUpdater):
     if costs is None or not self._masked_weights:
       return {}
     history = self.count_history()
-    counted = {c.name for c in costs if c.counted}
-    names = [(i, mw.layer.name) for i, mw in enumerate(self._masked_weights)
-             if mw.layer.name in counted]
+    # A masked kernel's counted op (records name their mask).
+    op_of_mask = {c.mask_name: c.name for c in costs
+                  if c.counted and c.mask_name}
+    names = [(i, op_of_mask[mw.name])
+             for i, mw in enumerate(self._masked_weights)
+             if mw.name in op_of_mask]
     sizes = self._layer_sizes
     row_of_step = np.searchsorted(self._mask_change_steps(),
                                   np.arange(train_steps), side='right')

@@ -211,6 +211,27 @@ def layer_copy(layer, **overrides):
   return layer.__class__.from_config({**layer.get_config(), **overrides})
 
 
+def check_scorable(model):
+  """Raises ValueError if `model` holds a maskable kernel outside the
+  Dense and Conv2D layers the search can score (attention, an Embedding, an
+  RNN, a custom block, a separable convolution): it would stay dense."""
+  unscorable = []
+
+  def visit(container):
+    for layer in container.layers:
+      if isinstance(layer, keras.Model):
+        visit(layer)
+      elif not is_scorable(layer) and masked_layers.is_maskable(layer):
+        unscorable.append(f'{layer.name} ({type(layer).__name__})')
+
+  visit(model)
+  if unscorable:
+    raise ValueError(
+        f'Gem-Miner scores Dense and Conv2D layers only; '
+        f'{", ".join(unscorable)} would stay dense. Train this model with '
+        'another method (e.g. rigl or granet).')
+
+
 def scored_model(model, quantized=True, score_init='unif',
                  weight_init='signed_constant', seed=0):
   """A copy of `model` ready for the search.
@@ -231,8 +252,10 @@ def scored_model(model, quantized=True, score_init='unif',
   Returns:
     The new, built model.
   """
-  masked_layers.check_graph_model(model, 'Gem-Miner\'s scored_model()',
-                                  'rigl_tf.methods.scored.ScoredLayer')
+  masked_layers.check_graph_model(
+      model, 'Gem-Miner', 'Train it with another method (e.g. rigl), or '
+      'wrap its layers with rigl_tf.methods.scored.ScoredLayer.')
+  check_scorable(model)
   counter = iter(range(1 << 30))
 
   def clone_fn(layer):

@@ -121,6 +121,9 @@ class TFMOTGMP(gradual.GradualPruning):
                        'updater.init_masks(model, plan, ...) first.')
     if self._wrappers:
       raise ValueError('TFMOTGMP wraps one model.')
+    masked_layers.check_graph_model(
+        model, 'tfmot_gmp (TFMOT wraps the layers of a clone)',
+        'Use the gmp method: the same schedule, on the masks in place.')
     finals = {}
     for mw, sparsity in zip(masked_layers.get_masked_weights(model),
                             self._final_sparsities):
@@ -135,7 +138,10 @@ class TFMOTGMP(gradual.GradualPruning):
       if len(set(sparsities)) > 1:
         raise ValueError(
             f'tfmot_gmp prunes all masked weights of layer {layer.name!r} to '
-            f'one sparsity, but the plan gives {sorted(set(sparsities))}.')
+            f'one sparsity (TFMOT wraps whole layers), but the plan gives '
+            f'{len(set(sparsities))} different ones: use '
+            "train_eval.distribution = 'uniform', or the gmp method (the "
+            'same schedule, a sparsity per weight).')
       wrapper = tfmot.sparsity.keras.prune_low_magnitude(
           layer, pruning_schedule=self.polynomial_decay(sparsities[0]))
       self._wrappers.append(wrapper)

@@ -191,7 +191,10 @@ def build(strategy, info, config):
     planned = init_masks(model, updater, config) if updater.sparse else {}
     # The model the training steps call: `model` itself, or a method's own
     # wrappers around its layers (tfmot_gmp: TFMOT's), sharing its variables.
-    train_model = updater.wrap_model(model)
+    try:
+      train_model = updater.wrap_model(model)
+    except ValueError as e:  # A model the method's wrappers cannot take.
+      raise UserError(str(e)) from e
     inner, lr_schedule = learning_rate.make_optimizer(
         config.train_steps, batch_size=config.batch_size,
         steps_multiplier=config.training_steps_multiplier)

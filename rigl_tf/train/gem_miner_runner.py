@@ -134,9 +134,13 @@ def _scored_model(config, info, miner):
   """The model ready for the search (call in the strategy's scope)."""
   keras.utils.set_random_seed(config.seed)
   base = build.build_model(config, info, sparse=False)
-  return scored.scored_model(base, quantized=miner.quantized,
-                             score_init=miner.score_init,
-                             weight_init=miner.weight_init, seed=config.seed)
+  try:
+    return scored.scored_model(base, quantized=miner.quantized,
+                               score_init=miner.score_init,
+                               weight_init=miner.weight_init,
+                               seed=config.seed)
+  except ValueError as e:  # A kernel the search cannot score.
+    raise UserError(str(e)) from e
 
 
 def make_context(config, strategy, info, miner=None, on_epoch_end=None):

@@ -50,15 +50,21 @@ def format_duration(seconds):
 
 
 def sparsity_report(model, planned=None):
-  """Per-layer and overall sparsity of a masked model.
+  """Every weight of a (masked) model: per masked kernel, per dense kernel
+  with its reason, the rest summed by kind, and two overall sparsities.
 
   Returns:
-    dict with 'layers': [{name, weights, nonzero, sparsity, planned}],
-    and 'overall': {weights, nonzero, sparsity}.
+    dict with 'layers': [{name, weights, nonzero, sparsity, planned}] (the
+    masked kernels), 'dense': [{name, weights, reason}] (kernels kept dense,
+    `layers.weight_inventory`), 'other': {bias, normalization, other} ->
+    weights, and 'overall': {weights, nonzero, sparsity} of the masked
+    kernels plus 'all_weights' and 'all_sparsity', the fraction of all the
+    model's weights that are masked off.
   """
+  inventory = masked_layers.weight_inventory(model)
   rows = []
   total = nonzero = 0
-  for mw in masked_layers.get_masked_weights(model):
+  for mw in inventory['masked']:
     ones = int(tf.math.count_nonzero(mw.mask))
     rows.append({
         'name': mw.name,
@@ -69,12 +75,17 @@ def sparsity_report(model, planned=None):
     })
     total += mw.size
     nonzero += ones
+  everything = total + sum(r['weights'] for r in inventory['dense']) + sum(
+      inventory['other'].values())
   overall = {
       'weights': total,
       'nonzero': nonzero,
       'sparsity': 1.0 - nonzero / total if total else 0.0,
+      'all_weights': everything,
+      'all_sparsity': (total - nonzero) / everything if everything else 0.0,
   }
-  return {'layers': rows, 'overall': overall}
+  return {'layers': rows, 'dense': inventory['dense'],
+          'other': inventory['other'], 'overall': overall}
 
 
 def flops_report(model, updater, train_steps):
@@ -96,15 +107,33 @@ def flops_report(model, updater, train_steps):
 
 
 def format_sparsity_report(report):
-  """The sparsity report as an aligned text table."""
-  if not report['layers']:
+  """The sparsity report as an aligned text table: masked kernels, kernels
+  kept dense (with why), the other weights by kind, and the overall lines."""
+  dense_rows = report.get('dense', [])
+  if not report['layers'] and not dense_rows:
     return 'Sparsity: dense model (no masked layers).'
-  width = max(12, max(len(r['name']) for r in report['layers']) + 2)
+  names = [r['name'] for r in report['layers'] + dense_rows]
+  width = max(12, max(len(n) for n in names) + 2)
   lines = [f'{"layer":<{width}}{"weights":>12}{"nonzero":>12}'
            f'{"sparsity":>10}']
-  for row in report['layers'] + [dict(name='overall', **report['overall'])]:
+  for row in report['layers']:
     lines.append(f'{row["name"]:<{width}}{row["weights"]:>12,}'
                  f'{row["nonzero"]:>12,}{row["sparsity"]:>10.2%}')
+  for row in dense_rows:
+    lines.append(f'{row["name"]:<{width}}{row["weights"]:>12,}'
+                 f'{row["weights"]:>12,}{0:>10.2%}  {row["reason"]}')
+  for kind, count in report.get('other', {}).items():
+    if count:
+      lines.append(f'{"(" + kind + ")":<{width}}{count:>12,}{"":>12}'
+                   f'{"":>10}  not masked')
+  overall = report['overall']
+  lines.append(f'{"overall":<{width}}{overall["weights"]:>12,}'
+               f'{overall["nonzero"]:>12,}{overall["sparsity"]:>10.2%}'
+               '  of the masked kernels')
+  if 'all_weights' in overall:
+    lines.append(f'{"all weights":<{width}}{overall["all_weights"]:>12,}'
+                 f'{"":>12}{overall["all_sparsity"]:>10.2%}'
+                 '  of every weight of the model')
   return '\n'.join(lines)
 
 
