@@ -271,6 +271,12 @@ def contracted_axes(owner, weight):
                         keras.layers.DepthwiseConv2D)) or (
                             'depthwise' in weight.name):
     return list(range(rank - 2))
+  if isinstance(owner, (keras.layers.LocallyConnected1D,
+                        keras.layers.LocallyConnected2D)) and (
+                            owner.implementation == 1):
+    # [output positions, window inputs, filters]: one filter at one
+    # position sums its window.
+    return [rank - 2]
   if isinstance(owner, keras.layers.EinsumDense):
     match = _EINSUM.match(owner.equation)
     if match:

@@ -228,6 +228,11 @@ class FanInOutTest(tf.test.TestCase):
         {'embed': (6, 8), 'mha/query': (8, 8), 'mha/key': (8, 8),
          'mha/value': (8, 8), 'mha/attention_output': (8, 8),
          'head': (8, 5)}, 0.8, 'erk'))
+    local = layers.MaskedLayer(keras.layers.LocallyConnected2D(4, 3))
+    local.build((None, 6, 6, 2))
+    (mw,) = layers.get_masked_weights(local)
+    # [16 positions, 3 x 3 x 2 window, 4 filters]: fan-in 18, fan-out 64.
+    self.assertEqual(mw.erk_shape, (18, 64))
     lstm = {mw.name: mw.erk_shape for mw in layers.get_masked_weights(
         layers.sparsify(model_zoo.build('sequence')))}
     self.assertEqual(lstm['bi/forward_lstm/kernel'], (8, 16))
