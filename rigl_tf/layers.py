@@ -309,14 +309,13 @@ def weight_inventory(model):
   """
   masked = get_masked_weights(model)
   done = {id(mw.weight) for mw in masked} | {id(mw.mask) for mw in masked}
-  options = {id(mw.weight): mw.layer.options for mw in masked}
   wrapped_options = {}
   for layer in get_masked_layers(model):
     for found in maskable.find(layer.layer, maskable.Options(True, True)):
       wrapped_options[id(found.weight)] = layer.options
   dense = []
   for found in maskable.find(model, maskable.Options(True, True)):
-    if id(found.weight) in done or id(found.weight) in options:
+    if id(found.weight) in done:
       continue
     done.add(id(found.weight))
     reason = _dense_reason(found, wrapped_options.get(

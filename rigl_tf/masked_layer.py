@@ -108,6 +108,7 @@ class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
     self._set_untracked('_masks_by_key', {})
     self._set_untracked('_dense_init_stds', {})
     self._set_untracked('_masks_complete', False)
+    self._set_untracked('_masked_pairs', None)
     if layer.built:
       self._make_masks()
 
@@ -156,18 +157,25 @@ class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
 
   @property
   def prunable_weights(self):
-    return [f.weight for f in self.found
-            if _mask_key(f) in self._masks_by_key]
+    return [found.weight for found, _ in self.masked_found()]
 
   @property
   def masks(self):
-    return [self._masks_by_key[_mask_key(f)] for f in self.found
-            if _mask_key(f) in self._masks_by_key]
+    return [mask for _, mask in self.masked_found()]
 
   def masked_found(self):
-    """[(Found, mask)] of the weights that have a mask, in order."""
-    return [(f, self._masks_by_key[_mask_key(f)]) for f in self.found
-            if _mask_key(f) in self._masks_by_key]
+    """[(Found, mask)] of the weights that have a mask, in order.
+
+    Walked once the masks are complete (after the first call), then kept:
+    no mask is added afterwards.
+    """
+    if self._masked_pairs is not None:
+      return list(self._masked_pairs)
+    pairs = [(f, self._masks_by_key[_mask_key(f)]) for f in self.found
+             if _mask_key(f) in self._masks_by_key]
+    if self._masks_complete:
+      self._set_untracked('_masked_pairs', tuple(pairs))
+    return pairs
 
   def get_prunable_weights(self):
     """TFMOT's `PrunableLayer` interface: the masked weights."""

@@ -154,8 +154,8 @@ def _einsum_ops(layer, input_shape, output_shape, padding_rule,
                 depthwise_as_conv):
   """Output elements = positions x the kernel's output dimensions."""
   del input_shape, padding_rule, depthwise_as_conv
-  out = tuple(output_shape[1:])
-  if output_shape is None or any(d is None for d in out):
+  out = tuple(output_shape[1:]) if output_shape is not None else (None,)
+  if any(d is None for d in out):
     raise ValueError(f'Layer {layer.name!r} has an unknown output size '
                      f'{output_shape}.')
   contracted = maskable.contracted_axes(layer, layer.kernel)
