@@ -23,7 +23,9 @@ and what to pass instead.
 import contextlib
 import dataclasses
 import inspect
+import socket
 from typing import Callable, Optional
+import urllib.parse
 
 from absl import logging
 import tensorflow as tf
@@ -104,6 +106,34 @@ def _absl_warnings_hidden():
     logging.set_verbosity(verbosity)
 
 
+class NoNetworkError(OSError):
+  """None of a dataset's download hosts answers."""
+
+
+def _check_reachable(builder, timeout=3.0):
+  """Raises `NoNetworkError` when no download host of `builder` answers.
+
+  tfds retries each download for minutes; one connection attempt per host
+  tells in seconds that a machine is offline. A builder whose
+  `download_and_prepare` is not tfds's own downloads nothing (e.g. under
+  `tfds.testing.mock_data`): no check.
+  """
+  prepare = type(builder).download_and_prepare
+  if not prepare.__module__.startswith('tensorflow_datasets.core'):
+    return
+  hosts = sorted({urllib.parse.urlparse(url).hostname
+                  for url in (getattr(builder, 'url_infos', None) or {})}
+                 - {None})
+  for host in hosts:
+    try:
+      socket.create_connection((host, 443), timeout=timeout).close()
+      return
+    except OSError:
+      continue
+  if hosts:
+    raise NoNetworkError(f'no network: cannot reach {", ".join(hosts)}')
+
+
 def get_builder(name, data_dir=None, manual_dir=None):
   """A prepared tfds builder for `name` (prepared now if possible).
 
@@ -127,6 +157,7 @@ def get_builder(name, data_dir=None, manual_dir=None):
         f'choice: {", ".join(OFFLINE_DATASETS)}).') from e
   if not prepared:
     try:
+      _check_reachable(builder)
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     except Exception as e:  # pylint: disable=broad-except
@@ -134,12 +165,18 @@ def get_builder(name, data_dir=None, manual_dir=None):
         raise _imagenet_missing(name, builder, manual_dir, e) from e
       raise DatasetUnavailableError(
           f'Dataset {name!r} is not prepared in {builder.data_dir} and could '
-          f'not be downloaded/prepared ({type(e).__name__}). '
+          f'not be downloaded/prepared ({_why(e)}). '
           'Pass --data_dir pointing to a prepared tfds copy (ImageNet: put '
           'the archives in <data_dir>/downloads/manual), or use '
           '--gin_bindings="train_eval.dataset=\'digits\'" to run offline.'
       ) from e
   return builder
+
+
+def _why(error):
+  if isinstance(error, NoNetworkError):
+    return str(error)
+  return type(error).__name__
 
 
 def get_info(name, data_dir=None, manual_dir=None):

@@ -13,10 +13,12 @@
 # limitations under the License.
 """The error every entry point reports as one line, and those entry points.
 
-`cli_main(program)` is the absl `main` of every command line: bad input ends
-with one `error: ...` line on stderr and exit status 1.
+`cli_main(program)` is the absl `main` of every command line and
+`parse_flags` its flags parser: bad input (a bad flag too) ends with one
+`error: ...` line on stderr and exit status 1.
 """
 
+import logging as std_logging
 import sys
 
 from absl import flags
@@ -36,6 +38,19 @@ class UserError(Exception):
 def one_line(error):
   """The message of `error`, without the context lines gin appends."""
   return str(error).split('\n  In call to configurable')[0].strip()
+
+
+def parse_flags(argv):
+  """Parses `argv` into `flags.FLAGS` (absl's `flags_parser`); returns the
+  arguments left.
+
+  An unknown flag or a bad flag value ends with one `error:` line and exit
+  status 1 (absl's own parser prints two lines).
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'error: {e} (see --help).')
 
 
 def cli_main(program):
@@ -59,6 +74,11 @@ def cli_main(program):
     try:
       program(flags.FLAGS)
     except UserError as e:
+      # The line says why the run stopped: TensorFlow's notes as it tears
+      # down (e.g. the values a refused checkpoint did not restore) would
+      # read as further faults.
+      std_logging.getLogger('tensorflow').setLevel(std_logging.ERROR)
+      logging.set_verbosity(logging.ERROR)
       sys.exit(f'error: {one_line(e)}')
 
   return main

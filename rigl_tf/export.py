@@ -69,6 +69,7 @@ from rigl_tf import flops  # noqa: E402
 from rigl_tf import layers as masked_layers  # noqa: E402
 from rigl_tf import runs  # noqa: E402
 from rigl_tf.errors import UserError  # noqa: E402
+from rigl_tf.train import output  # noqa: E402
 
 QUANTIZATIONS = ('float16', 'int8')
 # Largest allowed |exported logit - checkpoint logit|, times max(1, max|logit|).
@@ -283,10 +284,11 @@ def export_run(output_dir, export_dir=None, checkpoint=None, quantize=(),
           f'checkpoint {checkpoint!r} not found; the run has '
           f'{", ".join(os.path.basename(p) for p in run.checkpoints)}.')
   run.restore(path)
+  export_dir = export_dir or os.path.join(output_dir, 'export')
+  output.make_writable_dir(export_dir, '--export_dir')
   check = run.examples('eval', num_check_images)
   representative = (run.examples('train', 100)
                     if 'int8' in quantize else None)
-  export_dir = export_dir or os.path.join(output_dir, 'export')
   files = export_model(run.model, export_dir, check, quantize, representative)
   sparse_size, dense_size = micronet_size(run.model)
   report = {
@@ -328,4 +330,4 @@ def _main(fv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(errors.cli_main(_main))
+  app.run(errors.cli_main(_main), flags_parser=errors.parse_flags)

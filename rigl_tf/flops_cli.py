@@ -81,7 +81,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 def parse_flags_or_exit(argv: Sequence[str],
                         flag_values: flags.FlagValues = flags.FLAGS):
-  """Parses `argv`; on a bad value prints one line on stderr and exits 2."""
+  """Parses `argv`; on a bad value prints one `error:` line, exit status 1."""
   try:
     return flag_values(list(argv))
   except flags.Error as e:
@@ -89,8 +89,7 @@ def parse_flags_or_exit(argv: Sequence[str],
 
 
 def _usage_error(message):
-  sys.stderr.write(f'rigl_tf.flops: error: {message}\n')
-  sys.exit(2)
+  sys.exit(f'error: {message} (see --help).')
 
 
 def _densities_for(costs, sparsity, fv) -> dict[str, float]:

@@ -191,6 +191,12 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
     return self._optimizer.variables
 
   def build(self, var_list):
+    """Creates the wrapped optimizer's slots and the method's state.
+
+    The first step does it; a resumed run calls it before restoring, so that
+    the checkpoint finds every variable it holds.
+    """
+    self._ensure_masked_weights()
     return self._optimizer.build(var_list)
 
   # Read by `LossScaleOptimizer.apply_gradients` (mixed precision), which

@@ -33,6 +33,7 @@ from rigl_tf import tasks
 from rigl_tf import train
 from rigl_tf.errors import UserError
 from rigl_tf.train import build
+from rigl_tf.train import checkpoints
 from rigl_tf.train import runners
 
 
@@ -65,12 +66,18 @@ class SavedRun:
         manual_dir=self.config.manual_dir)
     return next(iter(dataset))[0].numpy()
 
-  def restore(self, path):
+  def restore(self, path, flag='--checkpoint'):
     """Loads checkpoint `path` into `model` (model weights and masks).
 
+    Args:
+      path: the checkpoint prefix.
+      flag: the flag that selects a checkpoint, named by the error of an
+        unreadable one.
+
     Raises:
-      UserError: the checkpoint holds another model.
+      UserError: the checkpoint is truncated, corrupt, or of another model.
     """
+    checkpoints.check_readable(path, flag)
     try:
       status = tf.train.Checkpoint(model=self.model).restore(path)
       status.assert_existing_objects_matched()

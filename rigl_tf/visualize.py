@@ -26,6 +26,7 @@ from the run's TensorBoard scalars. Keep more mask states with
 """
 
 import os
+import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -42,11 +43,12 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 from PIL import Image  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from rigl_tf import errors  # noqa: E402
 from rigl_tf import pictures  # noqa: E402
 from rigl_tf import runs  # noqa: E402
+from rigl_tf.train import checkpoints  # noqa: E402
+from rigl_tf.train import output  # noqa: E402
 
 
 def _step_of(checkpoint):
@@ -69,12 +71,16 @@ def render_run(output_dir, pictures_dir=None, frame_ms=400):
   """
   run = runs.load_run(output_dir)
   pictures_dir = pictures_dir or os.path.join(output_dir, 'pictures')
-  tf.io.gfile.makedirs(pictures_dir)
+  output.make_writable_dir(pictures_dir, '--pictures_dir')
   written = []
   frames = []
   states = []  # (step, counts) of every saved mask state.
   first = pictures.first_masked_weight(run.model)
   for checkpoint in run.checkpoints if first is not None else []:
+    if not checkpoints.is_readable(checkpoint):
+      print(f'warning: skipping checkpoint {checkpoint}: it is truncated or '
+            'corrupt.', file=sys.stderr, flush=True)
+      continue
     run.restore(checkpoint)
     try:
       counts, _ = pictures.connectivity_counts(first.mask.numpy(),
@@ -123,4 +129,4 @@ def _main(flag_values):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(errors.cli_main(_main))
+  app.run(errors.cli_main(_main), flags_parser=errors.parse_flags)

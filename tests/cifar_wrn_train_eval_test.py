@@ -277,7 +277,11 @@ class MixedPrecisionTest(tf.test.TestCase):
 
   def test_float16_loss_scaling_masks_unchanged_and_invariant_exact(self):
     # Needs SparseOptimizer inside keras' LossScaleOptimizer (issue 8).
-    self._check('float16')
+    # Keras's policy name selects the same: float16 with loss scaling.
+    self.assertEqual(
+        train.RunConfig(mixed_precision='mixed_float16').mixed_precision,
+        'float16')
+    self._check('mixed_float16')
 
 
 class DistributedTest(tf.test.TestCase):

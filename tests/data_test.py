@@ -14,9 +14,11 @@
 """Tests of the input pipelines on the offline digits data."""
 
 import itertools
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from rigl_tf import data
 
@@ -55,6 +57,39 @@ class DefaultPreprocessingTest(tf.test.TestCase):
     for (x, y), (x_ref, y_ref) in zip(fast, reference, strict=True):
       self.assertAllEqual(y, y_ref)
       self.assertAllEqual(x, x_ref)
+
+
+class OfflineTest(tf.test.TestCase):
+  """A dataset to download on a machine without network fails at once."""
+
+  def test_unreachable_hosts_fail_before_any_download(self):
+    attempts, downloads = [], []
+
+    def no_network(address, timeout=None):
+      attempts.append((address, timeout))
+      raise OSError('Network is unreachable')
+
+    def download(*args, **kwargs):
+      downloads.append(args)
+
+    # A stand-in for tfds's own download (a replaced one, as under
+    # tfds.testing.mock_data, downloads nothing and is not checked).
+    tfds_own = tfds.core.DatasetBuilder.download_and_prepare
+    download.__module__ = tfds_own.__module__
+
+    self.enter_context(mock.patch.object(data.socket, 'create_connection',
+                                         no_network))
+    self.enter_context(mock.patch.object(
+        tfds.core.DatasetBuilder, 'download_and_prepare', download))
+    with self.assertRaisesRegex(
+        data.DatasetUnavailableError,
+        r"^Dataset 'mnist' is not prepared in .* and could not be "
+        r'downloaded/prepared \(no network: cannot reach '
+        r'storage\.googleapis\.com\)\. Pass --data_dir'):
+      data.get_builder('mnist', data_dir=self.create_tempdir().full_path)
+    # One attempt per host, with a timeout of seconds; no download tried.
+    self.assertEqual(attempts, [(('storage.googleapis.com', 443), 3.0)])
+    self.assertEqual(downloads, [])
 
 
 if __name__ == '__main__':

@@ -11,11 +11,10 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""mnist/train_eval.py as a newcomer runs it: --help, --cpu_replicas, a
-corrupt checkpoint, from another working directory."""
+"""mnist/train_eval.py as a newcomer runs it: --help, --cpu_replicas, from
+another working directory (bad input: fault_matrix_test)."""
 
 import os
-import re
 import subprocess
 import sys
 
@@ -61,7 +60,7 @@ class ScriptTest(tf.test.TestCase):
     self.assertIn('RigL.drop_fraction = 0.3', out)
     self.assertIn("init_masks.weight_scaling = 'none'", out)
 
-  def test_two_cpu_replicas_from_another_directory_then_corrupt_ckpt(self):
+  def test_two_cpu_replicas_from_another_directory(self):
     elsewhere = self.create_tempdir().full_path
     output_dir = os.path.join(self.create_tempdir().full_path, 'run')
     # A repository config given relative to the repository, from elsewhere.
@@ -79,18 +78,6 @@ class ScriptTest(tf.test.TestCase):
     self.assertIn(f'tensorboard --logdir={output_dir}', result.stdout)
     self.assertIn(f'checkpoint:  {output_dir}/ckpt-20', result.stdout)
 
-    with open(os.path.join(output_dir, 'ckpt-20.index'), 'wb') as f:
-      f.write(b'garbage')
-    result = _run_script(
-        '--gin_config=configs/mnist/quickstart_digits.gin', '--mode=eval_once',
-        f'--eval_once_ckpt={output_dir}/ckpt-20',
-        f'--output_dir={output_dir}', cwd=elsewhere)
-    self.assertEqual(result.returncode, 1)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    self.assertLen(lines, 1, result.stderr)
-    self.assertRegex(lines[0], rf'^error: cannot read checkpoint '
-                     rf'{re.escape(output_dir)}/ckpt-20: it is truncated or '
-                     'corrupt')
 
   def test_bad_cpu_replicas(self):
     with self.assertRaisesRegex(errors.UserError,

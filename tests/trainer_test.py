@@ -286,32 +286,6 @@ class ConfigErrorsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertFalse(os.path.exists(output_dir))
 
 
-class BadInputTest(parameterized.TestCase):
-
-  @parameterized.named_parameters(
-      ('sparsity_above_one', ['--gin_bindings=train_eval.sparsity = 1.2'],
-       r'^error: train_eval\.sparsity must be in \[0, 1\)'),
-      ('unknown_method', ["--gin_bindings=train_eval.method = 'magic'"],
-       r"^error: Unknown sparse training method 'magic'; choose one of: "),
-      ('unknown_binding', ['--gin_bindings=train_eval.no_such_thing = 1'],
-       r"^error: bad gin configuration: Configurable 'train_eval' doesn't "
-       r"have a parameter named 'no_such_thing'"),
-      ('missing_checkpoint', ['--mode=eval_once',
-                              '--eval_once_ckpt=/nonexistent/ckpt-7'],
-       r"^error: checkpoint '/nonexistent/ckpt-7' not found"),
-  )
-  def test_one_clear_line_and_nonzero_exit(self, args, pattern):
-    output_dir = os.path.join(self.create_tempdir().full_path, 'run')
-    result = _run_script(f'--output_dir={output_dir}', *args)
-    self.assertNotEqual(result.returncode, 0)
-    # Exactly one line on stderr: TensorFlow's start-up notices are hidden.
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    self.assertLen(lines, 1, result.stderr)
-    self.assertRegex(lines[0], pattern)
-    self.assertNotIn('Traceback', result.stderr)
-    self.assertFalse(os.path.exists(output_dir))  # Nothing left behind.
-
-
 class DemoTest(tf.test.TestCase):
 
   def test_quickstart_trains_and_reports_in_time(self):

@@ -21,6 +21,7 @@ complete one; one that does not match the configured model is one line.
 """
 
 import os
+import re
 import sys
 
 from absl import logging
@@ -31,8 +32,8 @@ from rigl_tf.errors import UserError
 from rigl_tf.train import loop as loop_lib
 
 
-def is_readable(path):
-  """Whether every tensor of checkpoint `path` can be read (not truncated)."""
+def _read_error(path):
+  """Why checkpoint `path` cannot be read in full, in words; None if it can."""
   try:
     dtypes = tf.train.load_checkpoint(path).get_variable_to_dtype_map()
     # One restore op reads every tensor, the input pipeline's (variant)
@@ -41,9 +42,51 @@ def is_readable(path):
     tf.raw_ops.RestoreV2(prefix=path, tensor_names=names,
                          shape_and_slices=[''] * len(names),
                          dtypes=[dtypes[n] for n in names])
-  except (tf.errors.OpError, ValueError):
-    return False
-  return True
+  except (tf.errors.OpError, ValueError, IndexError) as e:
+    return ' '.join(str(e).split())[:200] or type(e).__name__
+  return None
+
+
+def is_readable(path):
+  """Whether every tensor of checkpoint `path` can be read (not truncated)."""
+  return _read_error(path) is None
+
+
+def _previous_complete(path):
+  """The newest readable checkpoint older than `path` in its directory."""
+  directory = os.path.dirname(path)
+  state = tf.train.get_checkpoint_state(directory)
+  if state is None:
+    return None
+  older = [p if os.path.isabs(p) else os.path.join(directory, p)
+           for p in state.all_model_checkpoint_paths]
+  if path not in older:
+    return None  # Not a checkpoint of this directory's list.
+  for candidate in reversed(older[:older.index(path)]):
+    if is_readable(candidate):
+      return candidate
+  return None
+
+
+def check_readable(path, flag=None):
+  """Raises a `UserError` if checkpoint `path` is truncated or corrupt.
+
+  Args:
+    path: a checkpoint prefix.
+    flag: the flag that selects a checkpoint, to suggest the previous
+      complete one with (e.g. '--eval_once_ckpt'); None: none.
+  """
+  reason = _read_error(path)
+  if reason is None:
+    return
+  previous = _previous_complete(path)
+  hint = ''
+  if previous:
+    hint = f'; the previous complete checkpoint is {previous}'
+    if flag:
+      hint += f': pass {flag}={previous}'
+  raise UserError(f'cannot read checkpoint {path}: it is truncated or '
+                  f'corrupt ({reason}){hint}.')
 
 
 def latest_complete(directory):
@@ -75,12 +118,22 @@ def latest_complete(directory):
   return None
 
 
-def restore(checkpoint, path):
-  """Restores `path` into `checkpoint`; a mismatch is a `UserError`."""
+def restore(checkpoint, path, flag=None):
+  """Restores `path` into `checkpoint`; unreadable or a mismatch: `UserError`.
+
+  Args:
+    checkpoint: the `tf.train.Checkpoint` to restore into.
+    path: the checkpoint prefix.
+    flag: the flag that selects a checkpoint (see `check_readable`).
+
+  Returns:
+    The restore status.
+  """
+  check_readable(path, flag)
   try:
     status = checkpoint.restore(path)
     status.assert_existing_objects_matched()
-  except tf.errors.OpError as e:
+  except (tf.errors.OpError, IndexError) as e:
     reason = ' '.join(str(e).split())[:200]
     raise UserError(
         f'cannot read checkpoint {path}: it is truncated or corrupt '
@@ -92,6 +145,24 @@ def restore(checkpoint, path):
         'Use the gin config it was trained with (its operative_config.gin), '
         'or another --output_dir.') from e
   return status
+
+
+def _warn_unused(status, path):
+  """One warning line for checkpoint values this run has no variable for.
+
+  Resuming builds every variable first (the optimizer's slots, the method's
+  state), so a value left over means the checkpoint holds state of another
+  configuration, e.g. another method or optimizer: it is ignored.
+  """
+  try:
+    status.assert_consumed()
+  except AssertionError as e:
+    names = sorted(set(re.findall(r'\(root\)\.([\w.\-]+)', str(e))))
+    shown = ', '.join(names[:3]) + (', ...' if len(names) > 3 else '')
+    print(f'warning: checkpoint {path} holds {len(names)} values this run '
+          f'has no variable for ({shown}): they are ignored (written with '
+          'another method or optimizer?).', file=sys.stderr, flush=True)
+  status.expect_partial()
 
 
 def has_input_position(path):
@@ -193,7 +264,7 @@ def restore_or_start(strategy, info, trackables, save_dir, restore_dir, keep,
   checkpointer = Checkpointer(trackables, save_dir, keep, step_counter,
                               iterator)
   if latest:
-    restore(checkpointer.manager.checkpoint, latest)
+    _warn_unused(restore(checkpointer.manager.checkpoint, latest), latest)
   if iterator is None:
     iterator = make_iterator(seed + 1_000_003 * int(step_counter.numpy()))
   return checkpointer, iterator, latest

@@ -28,7 +28,6 @@ exit status 1.
 import inspect
 import sys
 
-from absl import app
 from absl import flags
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -156,7 +155,7 @@ def flags_parser(script_doc, models=()):
     if any(arg in ('-h', '--help', '--helpshort', '-?') for arg in argv[1:]):
       print(help_text(script_doc, models))
       sys.exit(0)
-    remaining = app.parse_flags_with_usage(argv)
+    remaining = errors.parse_flags(argv)
     try:
       split_cpu(flags.FLAGS.cpu_replicas)
     except UserError as e:

@@ -39,6 +39,8 @@ MODES = ('train', 'train_and_eval', 'eval_once', 'eval')
 # Mixed-precision choices: compute dtype -> Keras policy.
 MIXED_PRECISION = {'bfloat16': 'mixed_bfloat16',
                    'float16': 'mixed_float16'}
+# Keras's policy names, accepted for the same choices.
+KERAS_POLICIES = {policy: dtype for dtype, policy in MIXED_PRECISION.items()}
 # The fields set by command-line flags; gin may not bind them.
 FLAG_FIELDS = ('output_dir', 'mode', 'strategy_name', 'eval_once_ckpt',
                'data_dir', 'manual_dir', 'tpu')
@@ -175,7 +177,8 @@ class RunConfig:
     keep_checkpoints: checkpoints kept.
     jit_compile: XLA-compile the replica step ('default'/'tpu' strategies).
     mixed_precision: None (float32), 'bfloat16' (TPU) or 'float16' (GPU,
-      with dynamic loss scaling). Variables and masks stay float32.
+      with dynamic loss scaling); Keras's 'mixed_bfloat16' and
+      'mixed_float16' name the same. Variables and masks stay float32.
     training_steps_multiplier: scales train_steps, the learning-rate
       schedule and the mask-update range together (RigL's 1x/2x/5x runs).
     eval_timeout: mode 'eval': seconds to wait for a new checkpoint.
@@ -218,6 +221,12 @@ class RunConfig:
   eval_preprocess_fn: Optional[Callable] = None
   quiet: bool = False
 
+  def __post_init__(self):
+    # Keras's policy names ('mixed_float16') name the same choice.
+    dtype = KERAS_POLICIES.get(self.mixed_precision)
+    if dtype:
+      object.__setattr__(self, 'mixed_precision', dtype)
+
 
 def defaults():
   """field name -> default value of every `RunConfig` field."""
@@ -256,7 +265,8 @@ def _check_choices(config):
   if config.mixed_precision not in (None, *MIXED_PRECISION):
     raise UserError(
         f'Unknown train_eval.mixed_precision {config.mixed_precision!r}; '
-        f'choose None or one of {", ".join(MIXED_PRECISION)}.')
+        f'choose None or one of {", ".join(MIXED_PRECISION)} (Keras\'s '
+        f'{", ".join(KERAS_POLICIES)} name the same).')
 
 
 def _check_numbers(config):

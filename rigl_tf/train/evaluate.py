@@ -20,8 +20,8 @@ and FLOPs); `continuous_eval` follows a training run's checkpoints.
 """
 
 import os
+import sys
 
-from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
@@ -74,8 +74,8 @@ def make_evaluate(strategy, model, dataset, num_classes):
 def eval_once(run, ckpt_path):
   """Restores `ckpt_path`, evaluates it, checks the invariant, reports."""
   model = run.model
-  checkpoints.restore(tf.train.Checkpoint(model=model),
-                      ckpt_path).expect_partial()
+  checkpoints.restore(tf.train.Checkpoint(model=model), ckpt_path,
+                      '--eval_once_ckpt').expect_partial()
   result = run.evaluate()
   flops_numbers, _ = report_lib.flops_report(model, run.updater,
                                              run.config.train_steps)
@@ -115,8 +115,9 @@ def continuous_eval(run):
     try:
       checkpoints.restore(checkpoint, path).expect_partial()
     except (tf.errors.NotFoundError, UserError) as e:
-      # Training's CheckpointManager may have deleted it meanwhile.
-      logging.warning('Skipping checkpoint %s: %s', path, e)
+      # Truncated, or deleted meanwhile by training's CheckpointManager.
+      print(f'warning: skipping checkpoint {path}: {e}', file=sys.stderr,
+            flush=True)
       continue
     step = checkpoints.checkpoint_step(path)
     result = run.evaluate()

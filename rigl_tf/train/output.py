@@ -20,13 +20,16 @@ to a scratch directory, removed when they finish.
 """
 
 import dataclasses
+import functools
 import json
 import os
+import uuid
 
 import gin
 import tensorflow as tf
 
 from rigl_tf import strategies
+from rigl_tf.errors import UserError
 
 
 @dataclasses.dataclass
@@ -38,15 +41,28 @@ class Output:
     chief: whether this process writes the run's files.
     created_output_dir: whether this run created `output_dir`.
     scratch_dir: where this process saves when it is not the chief.
-    writer: TensorBoard writer of train/ (a no-op writer off the chief).
-    eval_writer: TensorBoard writer of eval/.
   """
   output_dir: str
   chief: bool
   created_output_dir: bool
   scratch_dir: str
-  writer: tf.summary.SummaryWriter
-  eval_writer: tf.summary.SummaryWriter
+
+  # The TensorBoard writers open their event files on first use: a run
+  # refused at its restore leaves none behind.
+  @functools.cached_property
+  def writer(self):
+    """TensorBoard writer of train/ (a no-op writer off the chief)."""
+    return self._writer('train')
+
+  @functools.cached_property
+  def eval_writer(self):
+    """TensorBoard writer of eval/."""
+    return self._writer('eval')
+
+  def _writer(self, name):
+    if not self.chief:
+      return tf.summary.create_noop_writer()
+    return tf.summary.create_file_writer(os.path.join(self.output_dir, name))
 
   def save_dir(self, phase_dir):
     """Where this process saves the checkpoints of `phase_dir`."""
@@ -56,24 +72,63 @@ class Output:
                         os.path.relpath(phase_dir, self.output_dir))
 
 
+def _unwritable_reason(path, error):
+  """Why `path` cannot be a directory this process writes in, in words."""
+  if isinstance(error, tf.errors.PermissionDeniedError):
+    return 'permission denied'
+  ancestor = path
+  while ancestor and not tf.io.gfile.exists(ancestor):
+    parent = os.path.dirname(ancestor.rstrip('/'))
+    if parent == ancestor:
+      break
+    ancestor = parent
+  if ancestor and not tf.io.gfile.isdir(ancestor):
+    if ancestor == path:
+      return 'it is a file, not a directory'
+    return f'{ancestor} is a file, not a directory'
+  return ' '.join(str(error).split())[:200]
+
+
+def make_writable_dir(path, what):
+  """Creates directory `path` (if needed) and checks it can be written.
+
+  Args:
+    path: the directory.
+    what: how the user named it, e.g. '--output_dir'.
+
+  Raises:
+    UserError: a file is in the way, or the directory is not writable.
+  """
+  # A name of its own: the workers of a multi-worker run may check at once.
+  probe = os.path.join(path, f'.rigl_tf_write_check_{uuid.uuid4().hex}')
+  try:
+    if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+      # makedirs would accept an existing file.
+      raise tf.errors.AlreadyExistsError(None, None, 'a file')
+    tf.io.gfile.makedirs(path)
+    with tf.io.gfile.GFile(probe, 'w') as f:
+      f.write('')
+    tf.io.gfile.remove(probe)
+  except tf.errors.OpError as e:
+    raise UserError(
+        f'cannot write to {what} {path}: {_unwritable_reason(path, e)}. '
+        'Pass a directory you can write in.') from e
+
+
 def prepare(strategy, output_dir):
-  """Creates the output directory and the summary writers."""
+  """Creates the (writable) output directory; the run's `Output`."""
   chief = strategies.is_chief(strategy)
   created = not tf.io.gfile.exists(output_dir)
-  tf.io.gfile.makedirs(output_dir)
+  if chief:
+    make_writable_dir(output_dir, '--output_dir')
+  else:  # It writes to its scratch directory only.
+    tf.io.gfile.makedirs(output_dir)
   scratch = output_dir
   if not chief:
     scratch = os.path.join(output_dir, '.worker_tmp',
                            str(strategy.cluster_resolver.task_id))
-
-  def writer(name):
-    if not chief:
-      return tf.summary.create_noop_writer()
-    return tf.summary.create_file_writer(os.path.join(output_dir, name))
-
   return Output(output_dir=output_dir, chief=chief, created_output_dir=created,
-                scratch_dir=scratch, writer=writer('train'),
-                eval_writer=writer('eval'))
+                scratch_dir=scratch)
 
 
 def remove_tree(path):

@@ -21,6 +21,7 @@ ITOP rate, FLOPs. The helpers a training phase needs (its iterator, its
 restore, its event cadence) serve Gem-Miner's phases too.
 """
 
+import json
 import math
 import os
 
@@ -72,12 +73,19 @@ def train(run):
   config = run.config
   output = output_lib.prepare(run.strategy, config.output_dir)
   metrics = loop_lib.make_metrics(run.strategy)
+  with run.strategy.scope():
+    # Every variable a checkpoint holds exists before it is restored (the
+    # first step would create the slots and the method's state).
+    run.optimizer.build(run.train_model.trainable_variables)
   checkpointer, iterator, latest = checkpoints.restore_or_start(
       run.strategy, run.info,
       dict(model=run.model, optimizer=run.optimizer),
       output.save_dir(config.output_dir), config.output_dir,
       config.keep_checkpoints, run.optimizer.iterations,
       iterator_fn(run.strategy, config), config.seed)
+  finished = _finished_report(run, latest)
+  if finished is not None:
+    return finished
   if latest:
     run.say(f'Resumed from {latest} at step '
             f'{int(run.optimizer.iterations.numpy())}.')
@@ -100,6 +108,23 @@ def train(run):
     run.say(report_lib.output_locations(
         config.output_dir, tf.train.latest_checkpoint(config.output_dir)))
   return report
+
+
+def _finished_report(run, latest):
+  """The report of a run already trained to the end, or None (train on).
+
+  Started again, a finished run says so in one line and returns its report
+  as written (a run killed before writing it trains no step and reports).
+  """
+  config = run.config
+  step = int(run.optimizer.iterations.numpy())
+  path = os.path.join(config.output_dir, 'report.json')
+  if not latest or step < config.train_steps or not tf.io.gfile.exists(path):
+    return None
+  print(f'{config.output_dir} already finished at step {step}; its report: '
+        f'{path} (raise train_eval.train_steps to train on).', flush=True)
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
 
 
 def _train_to_end(run, output, checkpointer, train_loop, iterator, metrics):
