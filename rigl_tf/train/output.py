@@ -76,6 +76,8 @@ def _unwritable_reason(path, error):
   """Why `path` cannot be a directory this process writes in, in words."""
   if isinstance(error, tf.errors.PermissionDeniedError):
     return 'permission denied'
+  if 'read-only file system' in str(error).lower():
+    return 'read-only file system'
   ancestor = path
   while ancestor and not tf.io.gfile.exists(ancestor):
     parent = os.path.dirname(ancestor.rstrip('/'))
