@@ -118,18 +118,20 @@ def latest_complete(directory):
   return None
 
 
-def restore(checkpoint, path, flag=None):
+def restore(checkpoint, path, flag=None, check=True):
   """Restores `path` into `checkpoint`; unreadable or a mismatch: `UserError`.
 
   Args:
     checkpoint: the `tf.train.Checkpoint` to restore into.
     path: the checkpoint prefix.
     flag: the flag that selects a checkpoint (see `check_readable`).
+    check: read every tensor first (False: the caller did).
 
   Returns:
     The restore status.
   """
-  check_readable(path, flag)
+  if check:
+    check_readable(path, flag)
   try:
     status = checkpoint.restore(path)
     status.assert_existing_objects_matched()
@@ -232,7 +234,7 @@ class Checkpointer:
 
 
 def restore_or_start(strategy, info, trackables, save_dir, restore_dir, keep,
-                     step_counter, make_iterator, seed):
+                     step_counter, make_iterator, seed, variables):
   """Restores a phase's latest checkpoint, if any; (checkpointer, iterator).
 
   Small datasets: the input position is saved and a resumed phase continues
@@ -251,6 +253,9 @@ def restore_or_start(strategy, info, trackables, save_dir, restore_dir, keep,
     step_counter: the variable counting the phase's steps.
     make_iterator: fn(data seed) -> iterator over global batches.
     seed: the phase's data seed.
+    variables: the variables `trackables['optimizer']` trains. Before a
+      restore it creates their slots and its method's state (as the first
+      step would), so that the checkpoint finds every variable it holds.
 
   Returns:
     (a `Checkpointer`, the training iterator, the restored path or None).
@@ -264,7 +269,10 @@ def restore_or_start(strategy, info, trackables, save_dir, restore_dir, keep,
   checkpointer = Checkpointer(trackables, save_dir, keep, step_counter,
                               iterator)
   if latest:
-    _warn_unused(restore(checkpointer.manager.checkpoint, latest), latest)
+    with strategy.scope():
+      trackables['optimizer'].build(variables)
+    status = restore(checkpointer.manager.checkpoint, latest, check=False)
+    _warn_unused(status, latest)
   if iterator is None:
     iterator = make_iterator(seed + 1_000_003 * int(step_counter.numpy()))
   return checkpointer, iterator, latest

@@ -172,13 +172,13 @@ def _with_loss_scaling(optimizer, mixed_precision):
   return optimizer
 
 
-def _phase_start(ctx, directory, model, optimizer, seed):
+def _phase_start(ctx, directory, model, optimizer, seed, variables):
   """Restores a phase's latest checkpoint; (checkpointer, iterator, epoch)."""
   checkpointer, iterator, _ = checkpoints.restore_or_start(
       ctx.strategy, ctx.info, dict(model=model, optimizer=optimizer),
       ctx.output.save_dir(directory), directory,
       ctx.config.keep_checkpoints, optimizer.iterations, ctx.make_iterator,
-      seed)
+      seed, variables)
   return checkpointer, iterator, int(optimizer.iterations.numpy()) // (
       ctx.steps_per_epoch)
 
@@ -236,8 +236,9 @@ def search(ctx, model):
   directory = os.path.join(ctx.config.output_dir, SEARCH_DIR)
   with strategy.scope():
     optimizer = _search_optimizer(ctx)
-  checkpointer, iterator, epoch = _phase_start(ctx, directory, model,
-                                               optimizer, ctx.config.seed)
+  checkpointer, iterator, epoch = _phase_start(
+      ctx, directory, model, optimizer, ctx.config.seed,
+      [layer.score for layer in layers])
   history = _read_history(directory, epoch)
   if epoch:
     ctx.say(f'Resumed the search after epoch {epoch}.')
@@ -344,8 +345,9 @@ def finetune(ctx, model, phase):
   directory = os.path.join(ctx.config.output_dir, phase)
   with ctx.strategy.scope():
     optimizer = _finetune_optimizer(ctx, model)
-  checkpointer, iterator, epoch = _phase_start(ctx, directory, model,
-                                               optimizer, ctx.config.seed + 1)
+  checkpointer, iterator, epoch = _phase_start(
+      ctx, directory, model, optimizer, ctx.config.seed + 1,
+      model.trainable_variables)
   metrics = loop_lib.make_metrics(ctx.strategy)
   loop = loop_lib.make_train_loop(
       ctx.strategy, model, optimizer, ctx.info.num_classes,

@@ -73,16 +73,13 @@ def train(run):
   config = run.config
   output = output_lib.prepare(run.strategy, config.output_dir)
   metrics = loop_lib.make_metrics(run.strategy)
-  with run.strategy.scope():
-    # Every variable a checkpoint holds exists before it is restored (the
-    # first step would create the slots and the method's state).
-    run.optimizer.build(run.train_model.trainable_variables)
   checkpointer, iterator, latest = checkpoints.restore_or_start(
       run.strategy, run.info,
       dict(model=run.model, optimizer=run.optimizer),
       output.save_dir(config.output_dir), config.output_dir,
       config.keep_checkpoints, run.optimizer.iterations,
-      iterator_fn(run.strategy, config), config.seed)
+      iterator_fn(run.strategy, config), config.seed,
+      run.train_model.trainable_variables)
   finished = _finished_report(run, latest)
   if finished is not None:
     return finished
