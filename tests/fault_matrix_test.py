@@ -14,7 +14,9 @@
 """The fault matrix: every entry point against every fault, as a user runs it.
 
 Each row of `MATRIX` is one cell: an entry point (`ENTRY_POINTS`: the real
-scripts, in a fresh process), a fault (`FAULTS`: what is done to a copy of
+scripts, each cell a process of its own: started afresh for the
+`FRESH_PROCESS` faults, forked from one that imported TensorFlow already for
+the others, see fork_server.py), a fault (`FAULTS`: what is done to a copy of
 one small trained digits run, or to the command line), and what must come
 out:
 
@@ -28,6 +30,7 @@ out:
 A new entry point or fault is one entry in its table and one row here.
 """
 
+import atexit
 import collections
 import os
 import re
@@ -37,6 +40,7 @@ import sys
 import tempfile
 
 from absl.testing import parameterized
+import fork_server
 import gin
 import tensorflow as tf
 
@@ -313,6 +317,12 @@ STDOUT = {
     ('visualize', 'truncated_data'): r'(?m)^{run}/pictures/connectivity_10',
 }
 
+# The cells that run in a process of their own from the start, as a user's
+# command does: TensorFlow's start-up output included. The others fork from
+# a process that imported TensorFlow already (tests/fork_server.py), which
+# saves the 6 s of that import per cell.
+FRESH_PROCESS = ('unknown_flag',)
+
 _shared = {}
 
 
@@ -332,6 +342,18 @@ def _shared_run():
     gin.clear_config()
     _shared['run'] = run
   return _shared['run']
+
+
+def _env():
+  return dict(os.environ, PYTHONPATH=ROOT, TFDS_DATA_DIR=_shared['data_dir'])
+
+
+def _fork_server():
+  """The process the cells fork from (one per test process)."""
+  if 'fork_server' not in _shared:
+    _shared['fork_server'] = fork_server.ForkServer(_env(), ROOT)
+    atexit.register(_shared['fork_server'].close)
+  return _shared['fork_server']
 
 
 def _listing(workspace):
@@ -358,11 +380,12 @@ class FaultMatrixTest(parameterized.TestCase):
     self.addCleanup(_make_writable, os.path.join(workspace, READ_ONLY_DIR))
     cell = FAULTS[fault](workspace, _shared_run())
     before = _listing(workspace)
-    env = dict(os.environ, PYTHONPATH=ROOT,
-               TFDS_DATA_DIR=_shared['data_dir'])
-    result = subprocess.run(
-        [sys.executable, *ENTRY_POINTS[entry](cell)], capture_output=True,
-        text=True, timeout=300, env=env, cwd=ROOT)
+    argv = ENTRY_POINTS[entry](cell)
+    if fault in FRESH_PROCESS:
+      result = subprocess.run([sys.executable, *argv], capture_output=True,
+                              text=True, timeout=300, env=_env(), cwd=ROOT)
+    else:
+      result = _fork_server().run(argv, ROOT, _env())
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     context = f'{entry} x {fault}:\n{result.stderr}\n{result.stdout[-2000:]}'
     if pattern is None:
