@@ -40,15 +40,15 @@ def one_line(error):
   return str(error).split('\n  In call to configurable')[0].strip()
 
 
-def parse_flags(argv):
-  """Parses `argv` into `flags.FLAGS` (absl's `flags_parser`); returns the
-  arguments left.
+def parse_flags(argv, flag_values=None):
+  """Parses `argv` into `flag_values` (default `flags.FLAGS`; absl's
+  `flags_parser`); returns the arguments left.
 
   An unknown flag or a bad flag value ends with one `error:` line and exit
   status 1 (absl's own parser prints two lines).
   """
   try:
-    return flags.FLAGS(argv)
+    return (flag_values or flags.FLAGS)(list(argv))
   except flags.Error as e:
     sys.exit(f'error: {e} (see --help).')
 

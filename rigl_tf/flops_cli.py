@@ -31,6 +31,7 @@ from absl import app
 from absl import flags
 
 from rigl_tf import distributions
+from rigl_tf import errors
 from rigl_tf import methods
 from rigl_tf import tasks
 from rigl_tf.flops import counting
@@ -82,10 +83,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 def parse_flags_or_exit(argv: Sequence[str],
                         flag_values: flags.FlagValues = flags.FLAGS):
   """Parses `argv`; on a bad value prints one `error:` line, exit status 1."""
-  try:
-    return flag_values(list(argv))
-  except flags.Error as e:
-    _usage_error(str(e))
+  return errors.parse_flags(argv, flag_values)
 
 
 def _usage_error(message):

@@ -66,18 +66,20 @@ class SavedRun:
         manual_dir=self.config.manual_dir)
     return next(iter(dataset))[0].numpy()
 
-  def restore(self, path, flag='--checkpoint'):
+  def restore(self, path, flag='--checkpoint', check=True):
     """Loads checkpoint `path` into `model` (model weights and masks).
 
     Args:
       path: the checkpoint prefix.
       flag: the flag that selects a checkpoint, named by the error of an
         unreadable one.
+      check: read every tensor first (False: the caller did).
 
     Raises:
       UserError: the checkpoint is truncated, corrupt, or of another model.
     """
-    checkpoints.check_readable(path, flag)
+    if check:
+      checkpoints.check_readable(path, flag)
     try:
       status = tf.train.Checkpoint(model=self.model).restore(path)
       status.assert_existing_objects_matched()

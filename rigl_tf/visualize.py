@@ -81,7 +81,7 @@ def render_run(output_dir, pictures_dir=None, frame_ms=400):
       print(f'warning: skipping checkpoint {checkpoint}: it is truncated or '
             'corrupt.', file=sys.stderr, flush=True)
       continue
-    run.restore(checkpoint)
+    run.restore(checkpoint, check=False)
     try:
       counts, _ = pictures.connectivity_counts(first.mask.numpy(),
                                                run.info.input_shape)

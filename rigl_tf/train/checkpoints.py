@@ -52,20 +52,25 @@ def is_readable(path):
   return _read_error(path) is None
 
 
-def _previous_complete(path):
-  """The newest readable checkpoint older than `path` in its directory."""
-  directory = os.path.dirname(path)
+def _listed(directory):
+  """The checkpoint prefixes `directory`'s state file lists, oldest first."""
   state = tf.train.get_checkpoint_state(directory)
   if state is None:
-    return None
-  older = [p if os.path.isabs(p) else os.path.join(directory, p)
-           for p in state.all_model_checkpoint_paths]
-  if path not in older:
+    return []
+  listed = list(state.all_model_checkpoint_paths)
+  if state.model_checkpoint_path not in listed:
+    listed.append(state.model_checkpoint_path)
+  return [p if os.path.isabs(p) else os.path.join(directory, p)
+          for p in listed]
+
+
+def _previous_complete(path):
+  """The newest readable checkpoint older than `path` in its directory."""
+  listed = _listed(os.path.dirname(path))
+  if path not in listed:
     return None  # Not a checkpoint of this directory's list.
-  for candidate in reversed(older[:older.index(path)]):
-    if is_readable(candidate):
-      return candidate
-  return None
+  return next((p for p in reversed(listed[:listed.index(path)])
+               if is_readable(p)), None)
 
 
 def check_readable(path, flag=None):
@@ -99,15 +104,8 @@ def latest_complete(directory):
   Raises:
     UserError: when the directory has checkpoints and none is readable.
   """
-  state = tf.train.get_checkpoint_state(directory)
-  if state is None:
-    return None
-  candidates = list(state.all_model_checkpoint_paths)
-  if state.model_checkpoint_path not in candidates:
-    candidates.append(state.model_checkpoint_path)
+  candidates = _listed(directory)
   for path in reversed(candidates):
-    if not os.path.isabs(path):
-      path = os.path.join(directory, path)
     if is_readable(path):
       return path
     print(f'warning: checkpoint {path} is unreadable (truncated or '

@@ -85,8 +85,6 @@ def _unwritable_reason(path, error):
       break
     ancestor = parent
   if ancestor and not tf.io.gfile.isdir(ancestor):
-    if ancestor == path:
-      return 'it is a file, not a directory'
     return f'{ancestor} is a file, not a directory'
   return ' '.join(str(error).split())[:200]
 
@@ -101,12 +99,13 @@ def make_writable_dir(path, what):
   Raises:
     UserError: a file is in the way, or the directory is not writable.
   """
+  if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+    # makedirs would accept an existing file.
+    raise UserError(f'cannot write to {what} {path}: it is a file, not a '
+                    'directory. Pass a directory you can write in.')
   # A name of its own: the workers of a multi-worker run may check at once.
   probe = os.path.join(path, f'.rigl_tf_write_check_{uuid.uuid4().hex}')
   try:
-    if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
-      # makedirs would accept an existing file.
-      raise tf.errors.AlreadyExistsError(None, None, 'a file')
     tf.io.gfile.makedirs(path)
     with tf.io.gfile.GFile(probe, 'w') as f:
       f.write('')
