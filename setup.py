@@ -29,6 +29,8 @@ setuptools.setup(
         # TF, tf_keras and TFMOT move together: tf_keras X.Y matches TF X.Y.
         'tensorflow>=2.16,<2.22',
         'tf-keras>=2.16,<2.22',
+        # Keras 3 (TensorFlow backend), beside tf_keras: rigl_tf.flavours.
+        'keras>=3.5,<4',
         # tf.summary's writer; TF 2.21 no longer installs it.
         'tensorboard>=2.16,<2.22',
         'tensorflow-model-optimization>=0.8.0,<0.9',

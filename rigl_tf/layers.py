@@ -27,16 +27,19 @@ The wrapper, the stable list of (weight, mask) pairs and the invariant check
 live in `rigl_tf.masked_layer` and are re-exported here.
 """
 
+import math
 from typing import Iterable
 
 from absl import logging
 import gin
-import tf_keras as keras
 
 from rigl_tf import compat
+from rigl_tf import flavours
 from rigl_tf import maskable
 from rigl_tf.maskable import register_maskable  # noqa: F401
 from rigl_tf.maskable import unregister_maskable  # noqa: F401
+from rigl_tf.masked_layer import MASKED_LAYER_CLASSES
+from rigl_tf.masked_layer import Keras3MaskedLayer  # noqa: F401
 from rigl_tf.masked_layer import MaskedLayer
 from rigl_tf.masked_layer import MaskedWeight  # noqa: F401
 
@@ -59,15 +62,31 @@ def is_maskable(layer, mask_depthwise=False, mask_recurrent=True):
   Returns:
     bool.
   """
-  if isinstance(layer, MaskedLayer):
+  if isinstance(layer, MASKED_LAYER_CLASSES):
     return False
   return maskable.is_maskable(
       layer, maskable.Options(mask_depthwise, mask_recurrent),
-      stop=(MaskedLayer,))
+      stop=MASKED_LAYER_CLASSES)
 
 
 def _copy_layer(layer):
   return layer.__class__.from_config(layer.get_config())
+
+
+def _keras_of(model):
+  """The Keras module (either flavour) of a model.
+
+  Raises:
+    ValueError: if `model` is no Keras model (or a Keras 3 one on another
+      backend than TensorFlow).
+  """
+  flavour = flavours.of(model)
+  keras_module = flavours.module(flavour) if flavour else None
+  if keras_module is None or not isinstance(model, keras_module.Model):
+    raise ValueError(
+        'Expected a Keras model (tf_keras, or Keras 3 with the TensorFlow '
+        f'backend), got {type(model).__name__}.')
+  return keras_module
 
 
 def check_graph_model(model, what, remedy):
@@ -78,8 +97,7 @@ def check_graph_model(model, what, remedy):
     what: the function, for the message ('tfmot_gmp').
     remedy: what to do with a subclassed model instead (a sentence).
   """
-  if not isinstance(model, keras.Model):
-    raise ValueError(f'Expected a tf_keras Model, got {type(model).__name__}.')
+  _keras_of(model)
   if not _is_graph(model):
     raise ValueError(
         f'{model.name!r} is a subclassed model: {what} clones Sequential and '
@@ -88,25 +106,23 @@ def check_graph_model(model, what, remedy):
 
 def _copy_weights(source_model, target_model):
   """Copies weights layer by layer (by name) from source to target."""
+  model_class = _keras_of(source_model).Model
   targets = {layer.name: layer for layer in target_model.layers}
   for layer in source_model.layers:
     if not layer.weights or layer.name not in targets:
       continue
     target = targets[layer.name]
-    if isinstance(target, keras.Model) and isinstance(layer, keras.Model):
+    if isinstance(target, model_class) and isinstance(layer, model_class):
       _copy_weights(layer, target)
-    elif isinstance(target, MaskedLayer) and not isinstance(
-        layer, MaskedLayer):
+    elif isinstance(target, MASKED_LAYER_CLASSES) and not isinstance(
+        layer, MASKED_LAYER_CLASSES):
       target.layer.set_weights(layer.get_weights())
-    elif isinstance(layer, MaskedLayer) and not isinstance(
-        target, MaskedLayer):
-      masked = [
-          (w * m).numpy() for w, m in zip(layer.prunable_weights, layer.masks)
-      ]
-      by_ref = {w.ref(): v for w, v in zip(layer.prunable_weights, masked)}
-      values = [
-          by_ref.get(w.ref(), w.numpy()) for w in layer.layer.weights
-      ]
+    elif isinstance(layer, MASKED_LAYER_CLASSES) and not isinstance(
+        target, MASKED_LAYER_CLASSES):
+      by_id = {id(w): (compat.tf_variable(w) * compat.tf_variable(m)).numpy()
+               for w, m in zip(layer.prunable_weights, layer.masks)}
+      values = [by_id.get(id(w), compat.tf_variable(w).numpy())
+                for w in layer.layer.weights]
       target.set_weights(values)
     else:
       target.set_weights(layer.get_weights())
@@ -126,7 +142,7 @@ def sparsify(model, dense_layers: Iterable[str] = (), mask_depthwise=False,
   weight that no rule masks gets one warning line (see `register_maskable`).
 
   Args:
-    model: a tf_keras model.
+    model: a Keras model (tf_keras, or Keras 3 on TensorFlow).
     dense_layers: names of layers to leave unwrapped (always dense, e.g.
       the first layer): top-level layers, or layers of nested Sequential or
       Functional models.
@@ -144,8 +160,7 @@ def sparsify(model, dense_layers: Iterable[str] = (), mask_depthwise=False,
     ValueError: for an unbuilt subclassed model, or a name in
       `dense_layers` that is not a layer of the model.
   """
-  if not isinstance(model, keras.Model):
-    raise ValueError(f'Expected a tf_keras Model, got {type(model).__name__}.')
+  _keras_of(model)
   dense_layers = set(dense_layers)
   options = dict(mask_depthwise=mask_depthwise, mask_recurrent=mask_recurrent)
   if _is_graph(model):
@@ -159,8 +174,8 @@ def sparsify(model, dense_layers: Iterable[str] = (), mask_depthwise=False,
 
 
 def _is_graph(model):
-  return isinstance(model, keras.Sequential) or compat.is_graph_network(
-      model)
+  return isinstance(model, flavours.classes('Sequential')) or (
+      compat.is_graph_network(model))
 
 
 def _check_names(model, dense_layers):
@@ -169,7 +184,7 @@ def _check_names(model, dense_layers):
   def collect(m):
     for layer in m.layers:
       all_names.add(layer.name)
-      if isinstance(layer, keras.Model) and _is_graph(layer):
+      if isinstance(layer, flavours.classes('Model')) and _is_graph(layer):
         collect(layer)
 
   collect(model)
@@ -181,6 +196,8 @@ def _check_names(model, dense_layers):
 
 
 def _sparsify_clone(model, dense_layers, options):
+  keras = _keras_of(model)
+
   def clone_fn(layer):
     if isinstance(layer, keras.Model) and _is_graph(layer):
       return keras.models.clone_model(layer, clone_function=clone_fn)
@@ -209,7 +226,7 @@ def _sparsify_in_place(model, dense_layers, options):
         f'dense_layers names unknown layers {unknown}; the direct sublayers '
         f'of {model.name!r} are {sorted(c.name for _, c in children)}.')
   for name, child in children:
-    if (isinstance(child, MaskedLayer) or child.name in dense_layers
+    if (isinstance(child, MASKED_LAYER_CLASSES) or child.name in dense_layers
         or not is_maskable(child, **options)):
       continue
     compat.replace_sublayer(model, name, MaskedLayer(child, **options))
@@ -237,11 +254,10 @@ def strip(model):
   in place) is unwrapped in place and returned: its masks are gone
   afterwards.
   """
-  if not isinstance(model, keras.Model):
-    raise ValueError(f'Expected a tf_keras Model, got {type(model).__name__}.')
+  keras = _keras_of(model)
   if not _is_graph(model):
     for name, child in compat.named_sublayers(model):
-      if isinstance(child, MaskedLayer):
+      if isinstance(child, MASKED_LAYER_CLASSES):
         child.apply_masks()
         compat.replace_sublayer(model, name, child.layer)
     return model
@@ -249,7 +265,7 @@ def strip(model):
   def clone_fn(layer):
     if isinstance(layer, keras.Model) and _is_graph(layer):
       return keras.models.clone_model(layer, clone_function=clone_fn)
-    if isinstance(layer, MaskedLayer):
+    if isinstance(layer, MASKED_LAYER_CLASSES):
       return _copy_layer(layer.layer)
     return _copy_layer(layer)
 
@@ -262,10 +278,19 @@ def strip(model):
 
 
 # Layer classes whose weights the inventory sums as 'normalization'.
-_NORMALIZATION = (keras.layers.BatchNormalization,
-                  keras.layers.LayerNormalization,
-                  keras.layers.GroupNormalization,
-                  keras.layers.UnitNormalization)
+_NORMALIZATION = sum((flavours.classes(f'layers.{name}') for name in (
+    'BatchNormalization', 'LayerNormalization', 'GroupNormalization',
+    'UnitNormalization')), ())
+
+
+def _vid(variable):
+  """One identity for a variable, also for a Keras 3 variable and the
+  TensorFlow variable behind it (what a `MaskedWeight` holds)."""
+  return id(compat.tf_variable(variable))
+
+
+def _size(weight):
+  return math.prod(int(d) for d in weight.shape)
 
 
 def _owned_weights(layer, names=()):
@@ -276,7 +301,7 @@ def _owned_weights(layer, names=()):
   result = [(names, layer, w) for w in layer.weights if id(w) not in below]
   for _, child in children:
     # A wrapper keeps its layer's name: no repeat in the path.
-    same = isinstance(layer, MaskedLayer) and child is layer.layer
+    same = isinstance(layer, MASKED_LAYER_CLASSES) and child is layer.layer
     result += _owned_weights(child, names if same else names + (child.name,))
   return result
 
@@ -308,39 +333,39 @@ def weight_inventory(model):
         (masks themselves excluded).
   """
   masked = get_masked_weights(model)
-  done = {id(mw.weight) for mw in masked} | {id(mw.mask) for mw in masked}
+  done = {_vid(mw.weight) for mw in masked} | {_vid(mw.mask) for mw in masked}
   wrapped_options = {}
   for layer in get_masked_layers(model):
     for found in maskable.find(layer.layer, maskable.Options(True, True)):
-      wrapped_options[id(found.weight)] = layer.options
+      wrapped_options[_vid(found.weight)] = layer.options
   dense = []
   for found in maskable.find(model, maskable.Options(True, True)):
-    if id(found.weight) in done:
+    if _vid(found.weight) in done:
       continue
-    done.add(id(found.weight))
+    done.add(_vid(found.weight))
     reason = _dense_reason(found, wrapped_options.get(
-        id(found.weight), maskable.Options(True, True)))
+        _vid(found.weight), maskable.Options(True, True)))
     names = [n for n in found.names if n != 'cell']
     names = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
     dense.append({'name': '/'.join(names),
-                  'weights': int(found.weight.shape.num_elements()),
+                  'weights': _size(found.weight),
                   'reason': reason})
   for names, layer, weight in maskable.unmaskable_kernels(
-      model, stop=(MaskedLayer,)) + _wrapped_unmaskable(model):
-    if id(weight) not in done:
-      done.add(id(weight))
+      model, stop=MASKED_LAYER_CLASSES) + _wrapped_unmaskable(model):
+    if _vid(weight) not in done:
+      done.add(_vid(weight))
       dense.append({'name': '/'.join(names),
-                    'weights': int(weight.shape.num_elements()),
+                    'weights': _size(weight),
                     'reason': f'not maskable: {type(layer).__name__}'})
   other = {'bias': 0, 'normalization': 0, 'other': 0}
   for _, layer, weight in _owned_weights(model):
-    if id(weight) in done:
+    if _vid(weight) in done:
       continue
-    done.add(id(weight))
+    done.add(_vid(weight))
     kind = ('normalization' if isinstance(layer, _NORMALIZATION) else
             'bias' if maskable.short_name(weight).endswith('bias') else
             'other')
-    other[kind] += int(weight.shape.num_elements())
+    other[kind] += _size(weight)
   return {'masked': masked, 'dense': dense, 'other': other}
 
 

@@ -38,27 +38,33 @@ import re
 from typing import Sequence
 
 import tensorflow_model_optimization as tfmot
-import tf_keras as keras
 
 from rigl_tf import compat
+from rigl_tf import flavours
 
 DEPTHWISE = 'depthwise_kernel'
 RECURRENT = 'recurrent_kernel'
 
-# Layer class -> attribute names of its maskable weights.
+# Layer class name -> attribute names of its maskable weights; the table
+# holds the classes of both Keras flavours (`rigl_tf.flavours`).
+_BUILT_IN_BY_NAME = {
+    'Dense': ('kernel',),
+    'EinsumDense': ('kernel',),
+    'Conv1D': ('kernel',),
+    'Conv2D': ('kernel',),
+    'Conv3D': ('kernel',),
+    'DepthwiseConv1D': (DEPTHWISE,),
+    'DepthwiseConv2D': (DEPTHWISE,),
+    'SeparableConv1D': (DEPTHWISE, 'pointwise_kernel'),
+    'SeparableConv2D': (DEPTHWISE, 'pointwise_kernel'),
+    'Embedding': ('embeddings',),
+    'LocallyConnected1D': ('kernel',),
+    'LocallyConnected2D': ('kernel',),
+}
 _BUILT_IN = {
-    keras.layers.Dense: ('kernel',),
-    keras.layers.EinsumDense: ('kernel',),
-    keras.layers.Conv1D: ('kernel',),
-    keras.layers.Conv2D: ('kernel',),
-    keras.layers.Conv3D: ('kernel',),
-    keras.layers.DepthwiseConv1D: (DEPTHWISE,),
-    keras.layers.DepthwiseConv2D: (DEPTHWISE,),
-    keras.layers.SeparableConv1D: (DEPTHWISE, 'pointwise_kernel'),
-    keras.layers.SeparableConv2D: (DEPTHWISE, 'pointwise_kernel'),
-    keras.layers.Embedding: ('embeddings',),
-    keras.layers.LocallyConnected1D: ('kernel',),
-    keras.layers.LocallyConnected2D: ('kernel',),
+    cls: _BUILT_IN_BY_NAME[path.split('.')[-1]]
+    for cls, path in flavours.class_pairs(
+        [f'layers.{name}' for name in _BUILT_IN_BY_NAME])
 }
 _REGISTERED = {}
 
@@ -69,7 +75,8 @@ def register_maskable(layer_class, weight_names):
     layers.register_maskable(MyLayer, ['kernel', 'gate_kernel'])
 
   Args:
-    layer_class: a tf_keras layer class that owns the weights itself.
+    layer_class: a Keras layer class (either flavour) that owns the weights
+      itself.
     weight_names: attribute names of its maskable weights, in the order
       their masks are made.
 
@@ -77,8 +84,8 @@ def register_maskable(layer_class, weight_names):
     TypeError: if `layer_class` is not a tf_keras layer class.
   """
   if not (isinstance(layer_class, type)
-          and issubclass(layer_class, keras.layers.Layer)):
-    raise TypeError(f'register_maskable takes a tf_keras layer class, got '
+          and issubclass(layer_class, flavours.classes('layers.Layer'))):
+    raise TypeError(f'register_maskable takes a Keras layer class, got '
                     f'{layer_class!r}.')
   _REGISTERED[layer_class] = tuple(weight_names)
 
@@ -137,7 +144,7 @@ def _class_rule(layer):
 def _rnn_cells(layer):
   """(path, cell) of an RNN layer's cells (stacked cells flattened)."""
   cell = layer.cell
-  if isinstance(cell, keras.layers.StackedRNNCells):
+  if isinstance(cell, flavours.classes('layers.StackedRNNCells')):
     return [(f'cell/cells/{i}', c) for i, c in enumerate(cell.cells)]
   return [('cell', cell)]
 
@@ -160,7 +167,7 @@ def own_weights(layer, options=Options()):
       names = tuple(n for n in names if n != DEPTHWISE)
     return [((n,), getattr(layer, n)) for n in names
             if getattr(layer, n, None) is not None]
-  if isinstance(layer, keras.layers.RNN):
+  if isinstance(layer, flavours.classes('layers.RNN')):
     kinds = ('kernel', RECURRENT) if options.recurrent else ('kernel',)
     return [((*path.split('/'), k), getattr(cell, k))
             for path, cell in _rnn_cells(layer) for k in kinds
@@ -229,7 +236,7 @@ def has_several_kernels(layer):
   recurrent ones, a separable convolution's two): they are told apart by
   name."""
   names = _class_rule(layer)
-  return isinstance(layer, keras.layers.RNN) or (
+  return isinstance(layer, flavours.classes('layers.RNN')) or (
       names is not None and len(names) > 1)
 
 
@@ -238,7 +245,7 @@ def _rule(layer, options):
   names = _class_rule(layer)
   if names is not None:
     return True, any(options.depthwise or n != DEPTHWISE for n in names)
-  if isinstance(layer, keras.layers.RNN) or (
+  if isinstance(layer, flavours.classes('layers.RNN')) or (
       isinstance(layer, tfmot.sparsity.keras.PrunableLayer)
       and not getattr(layer, 'walk_its_layer', False)):
     return True, True
@@ -252,6 +259,9 @@ def is_maskable(layer, options=Options(), stop=()):
   ruled, masks = _rule(layer, options)
   if ruled:
     return masks
+  if isinstance(layer, flavours.classes('layers.MultiHeadAttention')):
+    # Keras 3 makes the projections when the layer is built.
+    return True
   return any(is_maskable(child, options, stop)
              for _, child in compat.named_sublayers(layer))
 
@@ -267,17 +277,17 @@ def contracted_axes(owner, weight):
   an EinsumDense kernel shares with its input and not its output.
   """
   rank = len(weight.shape)
-  if isinstance(owner, (keras.layers.DepthwiseConv1D,
-                        keras.layers.DepthwiseConv2D)) or (
+  if isinstance(owner, flavours.classes('layers.DepthwiseConv1D')
+                 + flavours.classes('layers.DepthwiseConv2D')) or (
                             'depthwise' in weight.name):
     return list(range(rank - 2))
-  if isinstance(owner, (keras.layers.LocallyConnected1D,
-                        keras.layers.LocallyConnected2D)) and (
+  if isinstance(owner, flavours.classes('layers.LocallyConnected1D')
+                 + flavours.classes('layers.LocallyConnected2D')) and (
                             owner.implementation == 1):
     # [output positions, window inputs, filters]: one filter at one
     # position sums its window.
     return [rank - 2]
-  if isinstance(owner, keras.layers.EinsumDense):
+  if isinstance(owner, flavours.classes('layers.EinsumDense')):
     match = _EINSUM.match(owner.equation)
     if match:
       inputs, kernel, outputs = match.groups()
@@ -305,13 +315,14 @@ def fan_in_out(owner, weight):
   return fan_in, math.prod(shape) // fan_in
 
 
+_CONVOLUTIONS = sum((flavours.classes(f'layers.{name}') for name in (
+    'Conv1D', 'Conv2D', 'Conv3D', 'DepthwiseConv1D', 'DepthwiseConv2D',
+    'SeparableConv1D', 'SeparableConv2D')), ())
+
+
 def erk_shape(owner, weight) -> Sequence[int]:
   """The shape ERK weighs a kernel by: its own for convolutions (RigL's
   (k, k, in, out)), (fan-in, fan-out) for the others."""
-  if isinstance(owner, (keras.layers.Conv1D, keras.layers.Conv2D,
-                        keras.layers.Conv3D, keras.layers.DepthwiseConv1D,
-                        keras.layers.DepthwiseConv2D,
-                        keras.layers.SeparableConv1D,
-                        keras.layers.SeparableConv2D)):
+  if isinstance(owner, _CONVOLUTIONS):
     return tuple(int(d) for d in weight.shape)
   return fan_in_out(owner, weight)

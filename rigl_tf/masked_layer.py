@@ -28,11 +28,13 @@ order, which is the "layer index" that keys stateless randomness.
 import dataclasses
 from typing import Sequence
 
+import keras as keras3
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from rigl_tf import compat
+from rigl_tf import flavours
 from rigl_tf import maskable
 
 _GUARD_MESSAGE = (
@@ -51,46 +53,16 @@ def _mask_key(found):
   return '.'.join(found.path)
 
 
-@keras.utils.register_keras_serializable(package='rigl_tf')
-class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
-  """Wraps a Keras layer; owns a 0/1 mask for each maskable weight below it.
+class _Masking:
+  """What a masked layer of either Keras flavour does: the masks of the
+  maskable weights below the wrapped layer, and the training guard.
 
-  The wrapper keeps the wrapped layer's name, so per-layer configuration
-  (dense layers, custom sparsities) and reports use the familiar names.
-  The forward pass is the wrapped layer's own call: masked weights are kept
-  at exactly zero by `SparseOptimizer` (call `apply_masks()` after writing
-  weights by hand).
-
-  Usable directly in subclassed models:
-
-    self.fc = MaskedLayer(keras.layers.Dense(10))
-    self.attention = MaskedLayer(keras.layers.MultiHeadAttention(4, 16))
-
-  Masks exist once the weights do: at once for a built layer, else when the
-  wrapper is built, or, for layers that create weights in their first call
-  (`MultiHeadAttention`, custom layers), after that call.
-
-  Depthwise kernels are not masked unless `mask_depthwise=True` (RigL keeps
-  them dense). RNN recurrent kernels are masked beside the input kernels
-  (as TFMOT does) unless `mask_recurrent=False`.
-
-  A masked layer is a TFMOT `PrunableLayer` whose prunable weights are its
-  masked ones, so `tfmot.sparsity.keras.prune_low_magnitude` can wrap it
-  (the `tfmot_gmp` method does).
-
-  Attributes:
-    layer: the wrapped layer.
-    prunable_weights: the maskable variables below it, in a stable order.
-    masks: the mask variables, same order and shapes as `prunable_weights`.
-    found: the `maskable.Found` records of `prunable_weights`.
+  The flavour's wrapper class adds the base class, `_set_untracked`,
+  `_add_mask` (its `add_weight`), `build` and `call`.
   """
 
-  def __init__(self, layer, mask_depthwise=False, mask_recurrent=True,
-               **kwargs):
-    if not isinstance(layer, keras.layers.Layer) or isinstance(
-        layer, MaskedLayer):
-      raise ValueError('MaskedLayer wraps a tf_keras layer (not a masked '
-                       f'one), got {type(layer).__name__}.')
+  def _init_masking(self, layer, mask_depthwise, mask_recurrent):
+    """Checks `layer`; returns the `maskable.Options`."""
     options = maskable.Options(depthwise=bool(mask_depthwise),
                                recurrent=bool(mask_recurrent))
     if not maskable.is_maskable(layer, options):
@@ -101,59 +73,32 @@ class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
           'tfmot PrunableLayer or registered with '
           'rigl_tf.layers.register_maskable, or DepthwiseConv with '
           'mask_depthwise=True.')
-    kwargs.setdefault('name', layer.name)
-    super().__init__(layer, **kwargs)
+    return options
+
+  def _init_state(self, options):
     self.mask_depthwise = options.depthwise
     self.mask_recurrent = options.recurrent
     self._set_untracked('_masks_by_key', {})
     self._set_untracked('_dense_init_stds', {})
     self._set_untracked('_masks_complete', False)
     self._set_untracked('_masked_pairs', None)
-    if layer.built:
-      self._make_masks()
 
   @property
   def options(self):
     return maskable.Options(depthwise=self.mask_depthwise,
                             recurrent=self.mask_recurrent)
 
-  @compat.no_dependency_tracking
-  def _set_untracked(self, name, value):
-    # Kept out of Keras' attribute tracking: the masks are already tracked
-    # once by `add_weight`.
-    setattr(self, name, value)
-
   @property
   def found(self):
     """The `maskable.Found` of every maskable weight that exists now."""
-    return maskable.find(self.layer, self.options, stop=(MaskedLayer,))
+    return maskable.find(self.layer, self.options, stop=MASKED_LAYER_CLASSES)
 
   def _make_masks(self):
     """Adds a mask for each maskable weight that has none yet."""
     for found in self.found:
       key = _mask_key(found)
-      if key in self._masks_by_key:
-        continue
-      weight = found.weight
-      self._masks_by_key[key] = self.add_weight(
-          name=f'{key}_mask', shape=weight.shape,
-          # The variable's own dtype (float32 under mixed precision, where
-          # `weight.dtype` may read as the float16 compute dtype) and no
-          # autocasting: 0/1 masks stay exact float32 variables.
-          dtype=getattr(weight, 'true_dtype', weight.dtype),
-          experimental_autocast=False, initializer='ones', trainable=False,
-          # Masks change only in cross-replica context; if a user writes one
-          # in replica context, take the first replica's value.
-          synchronization=tf.VariableSynchronization.ON_WRITE,
-          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-
-  def build(self, input_shape):
-    if not self.layer.built:
-      with tf.name_scope(self.layer.name):
-        self.layer.build(input_shape)
-      self.layer.built = True
-    self._make_masks()
-    super().build(input_shape)
+      if key not in self._masks_by_key:
+        self._masks_by_key[key] = self._add_mask(key, found.weight)
 
   @property
   def prunable_weights(self):
@@ -176,10 +121,6 @@ class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
     if self._masks_complete:
       self._set_untracked('_masked_pairs', tuple(pairs))
     return pairs
-
-  def get_prunable_weights(self):
-    """TFMOT's `PrunableLayer` interface: the masked weights."""
-    return self.prunable_weights
 
   def get_config(self):
     return {**super().get_config(), 'mask_depthwise': self.mask_depthwise,
@@ -207,7 +148,7 @@ class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
 
   def _key_of(self, weight):
     for found in self.found:
-      if found.weight is weight:
+      if found.weight is weight or compat.tf_variable(found.weight) is weight:
         return _mask_key(found)
     raise ValueError(f'{weight.name} is not masked by {self.name}.')
 
@@ -217,14 +158,14 @@ class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
   # TFMOT PrunableLayer only for TFMOT's own wrapper).
   walk_its_layer = True
 
-  def call(self, inputs, *args, **kwargs):
-    outputs = self.layer(inputs, *args, **kwargs)
+  def _after_call(self, outputs, training):
+    """The first call's new masks, then the guard of unmanaged training."""
     if not self._masks_complete:
       # Weights the wrapped layer created in its first call (attention's
       # projections, a custom layer's sublayers) get their masks now.
       self._make_masks()
       self._set_untracked('_masks_complete', True)
-    if kwargs.get('training') is True and not self.managed_by_sparse_optimizer:
+    if training is True and not self.managed_by_sparse_optimizer:
       # Training with a plain optimizer would move masked weights off zero,
       # silently: fail when the first step takes gradients through this
       # layer. A training-mode forward pass alone (BatchNorm statistics) is
@@ -245,13 +186,154 @@ class MaskedLayer(keras.layers.Wrapper, tfmot.sparsity.keras.PrunableLayer):
 
     return guard(tensor)
 
-  def compute_output_shape(self, input_shape):
-    return self.layer.compute_output_shape(input_shape)
-
   def apply_masks(self):
     """Sets masked weights to zero (`weight *= mask`)."""
     for weight, mask in zip(self.prunable_weights, self.masks):
       weight.assign(weight * tf.cast(mask, weight.dtype))
+
+
+@keras.utils.register_keras_serializable(package='rigl_tf')
+class MaskedLayer(_Masking, keras.layers.Wrapper,
+                  tfmot.sparsity.keras.PrunableLayer):
+  """Wraps a Keras layer; owns a 0/1 mask for each maskable weight below it.
+
+  The wrapper keeps the wrapped layer's name, so per-layer configuration
+  (dense layers, custom sparsities) and reports use the familiar names.
+  The forward pass is the wrapped layer's own call: masked weights are kept
+  at exactly zero by `SparseOptimizer` (call `apply_masks()` after writing
+  weights by hand).
+
+  Usable directly in subclassed models, of either Keras flavour (for a
+  Keras 3 layer, `MaskedLayer(...)` makes a `Keras3MaskedLayer`):
+
+    self.fc = MaskedLayer(keras.layers.Dense(10))
+    self.attention = MaskedLayer(keras.layers.MultiHeadAttention(4, 16))
+
+  Masks exist once the weights do: at once for a built layer, else when the
+  wrapper is built, or, for layers that create weights in their first call
+  (`MultiHeadAttention`, custom layers), after that call.
+
+  Depthwise kernels are not masked unless `mask_depthwise=True` (RigL keeps
+  them dense). RNN recurrent kernels are masked beside the input kernels
+  (as TFMOT does) unless `mask_recurrent=False`.
+
+  A tf_keras masked layer is a TFMOT `PrunableLayer` whose prunable weights
+  are its masked ones, so `tfmot.sparsity.keras.prune_low_magnitude` can
+  wrap it (the `tfmot_gmp` method does).
+
+  Attributes:
+    layer: the wrapped layer.
+    prunable_weights: the maskable variables below it, in a stable order.
+    masks: the mask variables, same order and shapes as `prunable_weights`.
+    found: the `maskable.Found` records of `prunable_weights`.
+  """
+
+  def __new__(cls, layer=None, *args, **kwargs):
+    if cls is MaskedLayer and flavours.is_keras3(layer):
+      return Keras3MaskedLayer(layer, *args, **kwargs)
+    return super().__new__(cls, layer, *args, **kwargs)
+
+  def __init__(self, layer, mask_depthwise=False, mask_recurrent=True,
+               **kwargs):
+    if not isinstance(layer, keras.layers.Layer) or isinstance(
+        layer, MASKED_LAYER_CLASSES):
+      raise ValueError('MaskedLayer wraps a Keras layer (not a masked '
+                       f'one), got {type(layer).__name__}.')
+    options = self._init_masking(layer, mask_depthwise, mask_recurrent)
+    kwargs.setdefault('name', layer.name)
+    super().__init__(layer, **kwargs)
+    self._init_state(options)
+    if layer.built:
+      self._make_masks()
+
+  @compat.no_dependency_tracking
+  def _set_untracked(self, name, value):
+    # Kept out of Keras' attribute tracking: the masks are already tracked
+    # once by `add_weight`.
+    setattr(self, name, value)
+
+  def _add_mask(self, key, weight):
+    return self.add_weight(
+        name=f'{key}_mask', shape=weight.shape,
+        # The variable's own dtype (float32 under mixed precision, where
+        # `weight.dtype` may read as the float16 compute dtype) and no
+        # autocasting: 0/1 masks stay exact float32 variables.
+        dtype=getattr(weight, 'true_dtype', weight.dtype),
+        experimental_autocast=False, initializer='ones', trainable=False,
+        # Masks change only in cross-replica context; if a user writes one
+        # in replica context, take the first replica's value.
+        synchronization=tf.VariableSynchronization.ON_WRITE,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+  def build(self, input_shape):
+    if not self.layer.built:
+      with tf.name_scope(self.layer.name):
+        self.layer.build(input_shape)
+      self.layer.built = True
+    self._make_masks()
+    super().build(input_shape)
+
+  def get_prunable_weights(self):
+    """TFMOT's `PrunableLayer` interface: the masked weights."""
+    return self.prunable_weights
+
+  def call(self, inputs, *args, **kwargs):
+    outputs = self.layer(inputs, *args, **kwargs)
+    return self._after_call(outputs, kwargs.get('training'))
+
+  def compute_output_shape(self, input_shape):
+    return self.layer.compute_output_shape(input_shape)
+
+
+@keras3.saving.register_keras_serializable(package='rigl_tf')
+class Keras3MaskedLayer(_Masking, keras3.layers.Wrapper):
+  """`MaskedLayer` for a Keras 3 layer (what `MaskedLayer(layer)` makes).
+
+  The same masks, names and guarantees as the tf_keras `MaskedLayer`;
+  `rigl_tf` reads and writes the TensorFlow variables behind them
+  (`MaskedWeight`).
+  """
+
+  def __init__(self, layer, mask_depthwise=False, mask_recurrent=True,
+               **kwargs):
+    if not isinstance(layer, keras3.layers.Layer) or isinstance(
+        layer, MASKED_LAYER_CLASSES):
+      raise ValueError('MaskedLayer wraps a Keras layer (not a masked '
+                       f'one), got {type(layer).__name__}.')
+    options = self._init_masking(layer, mask_depthwise, mask_recurrent)
+    kwargs.setdefault('name', layer.name)
+    super().__init__(layer, **kwargs)
+    self._init_state(options)
+    if layer.built:
+      self._make_masks()
+
+  def _set_untracked(self, name, value):
+    with compat.keras3_untracked():
+      setattr(self, name, value)
+
+  def _add_mask(self, key, weight):
+    with compat.keras3_unlocked(self), tf.init_scope():
+      return self.add_weight(
+          name=f'{key}_mask', shape=tuple(weight.shape),
+          dtype=weight.dtype, autocast=False,
+          initializer='ones', trainable=False,
+          aggregation='only_first_replica')
+
+  def build(self, input_shape=None):
+    if not self.layer.built and compat.builds_from_one_shape(self.layer):
+      self.layer.build(input_shape)
+    self._make_masks()
+    self.built = True
+
+  def call(self, inputs, *args, training=None, **kwargs):
+    if training is not None:
+      kwargs['training'] = training
+    outputs = self.layer(inputs, *args, **kwargs)
+    return self._after_call(outputs, training)
+
+
+# Both flavours' masked layers (for isinstance).
+MASKED_LAYER_CLASSES = (MaskedLayer, Keras3MaskedLayer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,13 +354,21 @@ class MaskedWeight:
     index: position in the model's stable order; keys stateless randomness.
     owner: the layer that owns the weight (the wrapped layer, or one below
       it; an RNN layer for its cells' kernels).
+    variable: the variable as the layer holds it (see `layer_variable`).
   """
   layer: MaskedLayer
   weight: tf.Variable
   mask: tf.Variable
   name: str
   index: int
-  owner: keras.layers.Layer = None
+  owner: object = None
+  variable: object = None
+
+  @property
+  def layer_variable(self):
+    """The variable as its layer holds it (a Keras 3 variable, whose
+    `constraint` the optimizer applies; `weight` is the TensorFlow one)."""
+    return self.variable if self.variable is not None else self.weight
 
   @property
   def size(self):
@@ -299,16 +389,16 @@ def walk_layers(layer):
   """Yields `layer`'s sublayers depth-first (not below masked layers)."""
   for _, child in compat.named_sublayers(layer):
     yield child
-    if not isinstance(child, MaskedLayer):
+    if not isinstance(child, MASKED_LAYER_CLASSES):
       yield from walk_layers(child)
 
 
 def get_masked_layers(model):
   """Every `MaskedLayer` inside `model` (recursively), in a stable order."""
-  if isinstance(model, MaskedLayer):
+  if isinstance(model, MASKED_LAYER_CLASSES):
     return [model]
   return [layer for layer in walk_layers(model)
-          if isinstance(layer, MaskedLayer)]
+          if isinstance(layer, MASKED_LAYER_CLASSES)]
 
 
 def _display_name(layer, found, single):
@@ -347,10 +437,11 @@ def get_masked_weights(model_or_weights):
           f'Masked layer {layer.name!r} is not built; call the model on an '
           'input (or build it) before using its masks.')
     for found, mask in pairs:
+      # The TensorFlow variables (behind a Keras 3 layer's variables).
       result.append(MaskedWeight(
-          layer, found.weight, mask,
+          layer, compat.tf_variable(found.weight), compat.tf_variable(mask),
           _display_name(layer, found, len(pairs) == 1), len(result),
-          found.owner))
+          found.owner, found.weight))
   return result
 
 

@@ -69,12 +69,15 @@ policies need no loss scaling and use the SparseOptimizer alone.
 import contextlib
 
 from absl import logging
+import keras as keras3
 import tensorflow as tf
 import tf_keras as keras
 
 from rigl_tf import compat
+from rigl_tf import flavours
 from rigl_tf import layers as masked_layers
 from rigl_tf import slots
+from rigl_tf.methods import dst
 from rigl_tf.methods import static
 
 
@@ -90,6 +93,12 @@ def _delegated(name):
   return property(get, set_)
 
 
+# The methods tested on Keras 3 models (tests/flavours_test.py).
+_KERAS3_METHODS = (static.Static, dst.SET, dst.SNFS, dst.RigL)
+_LOSS_SCALE_OPTIMIZERS = (keras.mixed_precision.LossScaleOptimizer,
+                          keras3.optimizers.LossScaleOptimizer)
+
+
 class _UnwrapPreventer:
   """Hides mirrored variables from the strategy's per-replica unwrapping.
 
@@ -101,52 +110,29 @@ class _UnwrapPreventer:
     self.value = value
 
 
-@keras.utils.register_keras_serializable(package='rigl_tf')
-class SparseOptimizer(compat.DelegatingTrackableMixin,
-                      keras.optimizers.Optimizer):
-  """Keeps masked weights at zero and runs a `MaskUpdater`.
+class _SparseStep:
+  """The step of a SparseOptimizer of either Keras flavour (see the module
+  docstring). The flavour's class adds the base class, the all-reduce and
+  the call of the wrapped optimizer on all-reduced gradients."""
 
-  Checkpoints like the wrapped optimizer (its slots and iterations); the
-  updater's state is tracked under the wrapped optimizer as `mask_updater`.
-
-  `model.save('m.keras')` works: the config holds the wrapped optimizer and
-  the updater's method name. The link to the model cannot be serialised, so
-  loading gives back the wrapped optimizer (see `from_config`).
-  """
-
-  @compat.no_dependency_tracking
-  def __init__(self, optimizer, model, updater=None):
-    """Wraps `optimizer`.
-
-    Args:
-      optimizer: a tf_keras (non-legacy) optimizer instance.
-      model: the model (or list of `MaskedWeight`) whose masks to keep.
-      updater: a method (`rigl_tf.methods`); default: static masks.
-
-    Raises:
-      TypeError: if `optimizer` is not a tf_keras optimizer.
-      ValueError: if SparseOptimizer does not know the optimizer's slots.
-    """
-    if not isinstance(optimizer, keras.optimizers.Optimizer):
-      raise TypeError(
-          'SparseOptimizer wraps a tf_keras optimizer (import tf_keras as '
-          f'keras; keras.optimizers.SGD, Adam, ...), got {optimizer!r}.')
-    if isinstance(optimizer, SparseOptimizer):
+  def _init_sparse(self, optimizer, model, updater):
+    if isinstance(optimizer, _SparseStep):
       raise TypeError('SparseOptimizer cannot wrap another SparseOptimizer.')
-    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+    if isinstance(optimizer, _LOSS_SCALE_OPTIMIZERS):
       raise TypeError(
           'SparseOptimizer cannot wrap a LossScaleOptimizer; nest them the '
           'other way: LossScaleOptimizer(SparseOptimizer(inner, model)), or '
           'use rigl_tf.optimizers.sparse_optimizer(inner, model, updater).')
     slots.slot_lists(optimizer)  # An optimizer with unknown slots fails here.
-    self._optimizer = optimizer
-    self._model = model
-    self._updater = updater if updater is not None else static.Static()
-    self._masked_weights = None
+    self._set_untracked('_optimizer', optimizer)
+    self._set_untracked('_model', model)
+    self._set_untracked(
+        '_updater', updater if updater is not None else static.Static())
+    self._set_untracked('_masked_weights', None)
     # False while a step that takes no mask update is traced (see
     # `mask_updates_off`): the step is then the static one, with no
     # condition on the update schedule.
-    self._traces_mask_updates = True
+    self._set_untracked('_traces_mask_updates', True)
     # Lets the masked layers check, when trained, that they are managed.
     if isinstance(model, (list, tuple)):
       managed = [mw.layer for mw in model]
@@ -154,12 +140,9 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
       managed = masked_layers.get_masked_layers(model)
     for layer in managed:
       layer.managed_by_sparse_optimizer = True
-    # Not calling Optimizer.__init__: state and checkpoints are delegated.
-    compat.DelegatingTrackableMixin.__init__(self, self._optimizer)
-    self._track_trackable(self._updater, 'mask_updater')
 
   inner_optimizer = property(lambda self: self._optimizer,
-                             doc='The wrapped tf_keras optimizer.')
+                             doc='The wrapped optimizer.')
   updater = property(lambda self: self._updater,
                      doc='The method (a `MaskUpdater`) that changes masks.')
 
@@ -175,22 +158,9 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
         weights = masked_layers.get_masked_weights(self._model)
         self._updater.build(weights)
       # Assigned after the build so a failed build is retried, not cached.
-      self._set_masked_weights(weights)
+      self._set_untracked('_masked_weights', weights)
 
-  @compat.no_dependency_tracking
-  def _set_masked_weights(self, weights):
-    self._masked_weights = weights
-
-  # Delegated optimizer state.
-  iterations = _delegated('iterations')
-  learning_rate = _delegated('learning_rate')
-  use_ema = _delegated('use_ema')
-
-  @property
-  def variables(self):
-    return self._optimizer.variables
-
-  def build(self, var_list):
+  def _build_sparse(self, var_list):
     """Creates the wrapped optimizer's slots and the method's state.
 
     The first step does it; a resumed run calls it before restoring, so that
@@ -198,16 +168,6 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
     """
     self._ensure_masked_weights()
     return self._optimizer.build(var_list)
-
-  # Read by `LossScaleOptimizer.apply_gradients` (mixed precision), which
-  # expects a real tf_keras Optimizer: answer for the wrapped one.
-  @property
-  def _run_with_dtensor(self):
-    return compat.run_with_dtensor(self._optimizer)
-
-  @property
-  def _mesh(self):
-    return compat.dtensor_mesh(self._optimizer)
 
   def finalize_variable_values(self, var_list):
     """The wrapped optimizer's, then the masks again.
@@ -225,53 +185,30 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
         mw.weight.assign(mw.weight * tf.cast(mw.mask, mw.weight.dtype),
                          read_value=False)
 
-  def compute_gradients(self, loss, var_list, tape=None):
-    return self._optimizer.compute_gradients(loss, var_list, tape=tape)
-
-  def get_config(self):
-    """The serialised wrapped optimizer and the updater's method name."""
+  def _sparse_config(self, keras_module):
     return {
-        'inner_optimizer': keras.optimizers.serialize(self._optimizer),
+        'inner_optimizer': keras_module.optimizers.serialize(self._optimizer),
         'method': getattr(self._updater, 'method_name',
                           type(self._updater).__name__),
     }
 
-  @classmethod
-  def from_config(cls, config, custom_objects=None):
-    """Returns the deserialised *wrapped* optimizer, not a SparseOptimizer.
-
-    A SparseOptimizer refers to the model it trains, which its config cannot
-    hold. The masks are restored with the model's weights; for mask updates
-    (and for keeping masked weights at zero), wrap the returned optimizer
-    again: `SparseOptimizer(inner, model, updater)`.
-
-    Args:
-      config: the output of `get_config`.
-      custom_objects: passed to `keras.optimizers.deserialize`.
-
-    Returns:
-      The wrapped tf_keras optimizer.
-    """
+  @staticmethod
+  def _inner_from_config(keras_module, config, custom_objects):
     logging.warning(
         'Loaded a SparseOptimizer (method %r) as its wrapped optimizer: the '
         'masks are restored with the model, but to keep masked weights at '
         'zero and update the masks, recompile with '
         'rigl_tf.optimizers.SparseOptimizer(inner, model, updater).',
         config.get('method'))
-    return keras.optimizers.deserialize(
+    return keras_module.optimizers.deserialize(
         config['inner_optimizer'], custom_objects=custom_objects)
 
-  def apply_gradients(self, grads_and_vars, skip_gradients_aggregation=False,
-                      **kwargs):
-    """Masked `apply_gradients`; call it in replica context.
+  def _sparse_apply(self, grads_and_vars, aggregate):
+    """Masked `apply_gradients`, in replica context.
 
     Args:
       grads_and_vars: list of (gradient, variable).
-      skip_gradients_aggregation: the gradients are already all-reduced.
-      **kwargs: `experimental_aggregate_gradients`, for compatibility.
-
-    Returns:
-      None.
+      aggregate: whether to all-reduce the gradients first.
     """
     if tf.distribute.in_cross_replica_context():
       raise ValueError(
@@ -280,12 +217,11 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
     self._ensure_masked_weights()
     grads_and_vars = [(g, v) for g, v in grads_and_vars if g is not None]
     if not grads_and_vars:
-      return None
+      return
     with tf.init_scope():
       self.build([v for _, v in grads_and_vars])
-    if (not skip_gradients_aggregation
-        and kwargs.pop('experimental_aggregate_gradients', True)):
-      grads_and_vars = self._optimizer.aggregate_gradients(grads_and_vars)
+    if aggregate:
+      grads_and_vars = self._all_reduce(grads_and_vars)
 
     def key(variable):
       return compat.var_key(self._optimizer, variable)
@@ -308,11 +244,6 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
     tf.distribute.get_replica_context().merge_call(
         self._cross_replica_apply,
         args=(masked_grads, wrapped_vars, dense_grads))
-    return None
-
-  def _apply_inner(self, grads, wrapped_vars):
-    self._optimizer.apply_gradients(
-        list(zip(grads, wrapped_vars.value)), skip_gradients_aggregation=True)
 
   def _cross_replica_apply(self, strategy, grads, wrapped_vars, dense_grads):
     """Steps 3-5 of the module docstring, in cross-replica context."""
@@ -327,12 +258,13 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
     # Decided when tracing: most optimizers need no re-masking at all.
     remasked = [
         mw for mw in self._masked_weights
-        if slots.needs_remasking(self._optimizer, mw.weight)
+        if slots.needs_remasking(self._optimizer, mw.layer_variable)
     ]
 
     def apply_weights():
-      strategy.extended.call_for_each_replica(
-          self._apply_inner, args=(grads, wrapped_vars))
+      with self._reduced_gradients_context():
+        strategy.extended.call_for_each_replica(
+            self._apply_inner, args=(grads, wrapped_vars))
       for mw in remasked:
         strategy.extended.update(
             mw.weight, _multiply_by_mask, args=(mw.mask,), group=False)
@@ -340,7 +272,7 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
     def update_step():
       if self._updater.skip_weight_update_on_mask_update:
         # apply_gradients() increments the step; do it here instead.
-        self._optimizer.iterations.assign_add(1, read_value=False)
+        self._optimizer.iterations.assign_add(1)
       else:
         apply_weights()
       self._updater.update_masks(strategy, self._masked_weights, dense_grads,
@@ -369,6 +301,214 @@ class SparseOptimizer(compat.DelegatingTrackableMixin,
       strategy.extended.update(
           mw.weight, _zero_masked, args=(mw.mask, slot_variables, fresh),
           group=False)
+
+
+@keras.utils.register_keras_serializable(package='rigl_tf')
+class SparseOptimizer(_SparseStep, compat.DelegatingTrackableMixin,
+                      keras.optimizers.Optimizer):
+  """Keeps masked weights at zero and runs a `MaskUpdater`.
+
+  Wraps an optimizer of either Keras flavour: for a Keras 3 optimizer,
+  `SparseOptimizer(...)` makes a `Keras3SparseOptimizer`, which does the
+  same.
+
+  Checkpoints like the wrapped optimizer (its slots and iterations); the
+  updater's state is tracked under the wrapped optimizer as `mask_updater`.
+
+  `model.save('m.keras')` works: the config holds the wrapped optimizer and
+  the updater's method name. The link to the model cannot be serialised, so
+  loading gives back the wrapped optimizer (see `from_config`).
+  """
+
+  def __new__(cls, optimizer=None, *args, **kwargs):
+    if cls is SparseOptimizer and flavours.is_keras3(optimizer):
+      return Keras3SparseOptimizer(optimizer, *args, **kwargs)
+    return super().__new__(cls)
+
+  @compat.no_dependency_tracking
+  def __init__(self, optimizer, model, updater=None):
+    """Wraps `optimizer`.
+
+    Args:
+      optimizer: a tf_keras (non-legacy) or Keras 3 optimizer instance.
+      model: the model (or list of `MaskedWeight`) whose masks to keep.
+      updater: a method (`rigl_tf.methods`); default: static masks.
+
+    Raises:
+      TypeError: if `optimizer` is not a Keras optimizer.
+      ValueError: if SparseOptimizer does not know the optimizer's slots.
+    """
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+      raise TypeError(
+          'SparseOptimizer wraps a Keras optimizer (tf_keras or Keras 3: '
+          f'keras.optimizers.SGD, Adam, ...), got {optimizer!r}.')
+    self._init_sparse(optimizer, model, updater)
+    # Not calling Optimizer.__init__: state and checkpoints are delegated.
+    compat.DelegatingTrackableMixin.__init__(self, self._optimizer)
+    self._track_trackable(self._updater, 'mask_updater')
+
+  @compat.no_dependency_tracking
+  def _set_untracked(self, name, value):
+    setattr(self, name, value)
+
+  # Delegated optimizer state.
+  iterations = _delegated('iterations')
+  learning_rate = _delegated('learning_rate')
+  use_ema = _delegated('use_ema')
+
+  @property
+  def variables(self):
+    return self._optimizer.variables
+
+  def build(self, var_list):
+    return self._build_sparse(var_list)
+
+  # Read by `LossScaleOptimizer.apply_gradients` (mixed precision), which
+  # expects a real tf_keras Optimizer: answer for the wrapped one.
+  @property
+  def _run_with_dtensor(self):
+    return compat.run_with_dtensor(self._optimizer)
+
+  @property
+  def _mesh(self):
+    return compat.dtensor_mesh(self._optimizer)
+
+  def compute_gradients(self, loss, var_list, tape=None):
+    return self._optimizer.compute_gradients(loss, var_list, tape=tape)
+
+  def get_config(self):
+    """The serialised wrapped optimizer and the updater's method name."""
+    return self._sparse_config(keras)
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    """Returns the deserialised *wrapped* optimizer, not a SparseOptimizer.
+
+    A SparseOptimizer refers to the model it trains, which its config cannot
+    hold. The masks are restored with the model's weights; for mask updates
+    (and for keeping masked weights at zero), wrap the returned optimizer
+    again: `SparseOptimizer(inner, model, updater)`.
+
+    Args:
+      config: the output of `get_config`.
+      custom_objects: passed to `keras.optimizers.deserialize`.
+
+    Returns:
+      The wrapped tf_keras optimizer.
+    """
+    return cls._inner_from_config(keras, config, custom_objects)
+
+  def apply_gradients(self, grads_and_vars, skip_gradients_aggregation=False,
+                      **kwargs):
+    """Masked `apply_gradients`; call it in replica context.
+
+    Args:
+      grads_and_vars: list of (gradient, variable).
+      skip_gradients_aggregation: the gradients are already all-reduced.
+      **kwargs: `experimental_aggregate_gradients`, for compatibility.
+
+    Returns:
+      None.
+    """
+    aggregate = (not skip_gradients_aggregation
+                 and kwargs.pop('experimental_aggregate_gradients', True))
+    self._sparse_apply(grads_and_vars, aggregate)
+
+  def _all_reduce(self, grads_and_vars):
+    return self._optimizer.aggregate_gradients(grads_and_vars)
+
+  def _reduced_gradients_context(self):
+    return contextlib.nullcontext()
+
+  def _apply_inner(self, grads, wrapped_vars):
+    self._optimizer.apply_gradients(
+        list(zip(grads, wrapped_vars.value)), skip_gradients_aggregation=True)
+
+
+@keras3.saving.register_keras_serializable(package='rigl_tf')
+class Keras3SparseOptimizer(_SparseStep, keras3.optimizers.Optimizer):
+  """`SparseOptimizer` for a Keras 3 optimizer (what `SparseOptimizer(...)`
+  makes of one): the same step, on the TensorFlow backend.
+
+  Like Keras 3's own `LossScaleOptimizer`, it is an optimizer around the
+  wrapped one (tracked as `inner_optimizer`), whose `iterations`, learning
+  rate and slots it uses.
+  """
+
+  def __init__(self, optimizer, model, updater=None):
+    if not isinstance(optimizer, keras3.optimizers.Optimizer):
+      raise TypeError(
+          'Keras3SparseOptimizer wraps a Keras 3 optimizer, got '
+          f'{optimizer!r}.')
+    flavours.check_keras3_backend()
+    if updater is not None and not isinstance(updater, _KERAS3_METHODS):
+      raise ValueError(
+          f'{type(updater).__name__} does not run on Keras 3 models yet: '
+          'static, SET, SNFS and RigL do (see docs/keras3.md); train a '
+          'tf_keras model for the others.')
+    super().__init__(learning_rate=0.0, name=f'sparse_{optimizer.name}')
+    self._init_sparse(optimizer, model, updater)
+    self.wrapped_optimizer = optimizer
+    self.mask_updater = self._updater
+
+  def _set_untracked(self, name, value):
+    # Out of Keras 3's tracker and TensorFlow's (the model is no checkpoint
+    # dependency of its optimizer).
+    with compat.keras3_untracked():
+      self._set_tf_untracked(name, value)
+
+  @compat.no_dependency_tracking
+  def _set_tf_untracked(self, name, value):
+    setattr(self, name, value)
+
+  @property
+  def iterations(self):
+    return self._optimizer.iterations
+
+  @property
+  def learning_rate(self):
+    return self._optimizer.learning_rate
+
+  @learning_rate.setter
+  def learning_rate(self, learning_rate):
+    self._optimizer.learning_rate = learning_rate
+
+  @property
+  def variables(self):
+    return self._optimizer.variables
+
+  def build(self, var_list):
+    self._build_sparse(var_list)
+    self.built = True
+
+  def get_config(self):
+    """The serialised wrapped optimizer and the updater's method name."""
+    return self._sparse_config(keras3)
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    """The deserialised *wrapped* optimizer (see `SparseOptimizer`)."""
+    return cls._inner_from_config(keras3, config, custom_objects)
+
+  def apply(self, grads, trainable_variables=None):
+    """Masked `apply`; call it in replica context."""
+    if trainable_variables is None:
+      trainable_variables = self._optimizer._trainable_variables  # pylint: disable=protected-access
+    self._sparse_apply(list(zip(grads, trainable_variables)), aggregate=True)
+
+  def apply_gradients(self, grads_and_vars):
+    grads_and_vars = list(grads_and_vars)
+    self._sparse_apply(grads_and_vars, aggregate=True)
+    return self.iterations
+
+  def _all_reduce(self, grads_and_vars):
+    return compat.keras3_all_reduce(self._optimizer, grads_and_vars)
+
+  def _reduced_gradients_context(self):
+    return compat.gradients_already_reduced(self._optimizer)
+
+  def _apply_inner(self, grads, wrapped_vars):
+    self._optimizer.apply(list(grads), list(wrapped_vars.value))
 
 
 def _zero_masked(weight, mask, slot_variables, fresh):
@@ -413,7 +553,7 @@ def sparse_optimizer(optimizer, model, updater=None, policy=None):
   """The optimizer stack that trains `model` under a dtype policy.
 
   Args:
-    optimizer: a tf_keras (non-legacy) optimizer instance.
+    optimizer: a tf_keras (non-legacy) or Keras 3 optimizer instance.
     model: the masked model (or list of `MaskedWeight`).
     updater: a method (`rigl_tf.methods`); default: static masks.
     policy: a `keras.mixed_precision.Policy` or its name; None: the global
@@ -425,12 +565,13 @@ def sparse_optimizer(optimizer, model, updater=None, policy=None):
     float16 (see the module docstring).
   """
   sparse = SparseOptimizer(optimizer, model, updater)
+  keras_module = flavours.module(flavours.of(optimizer))
   if policy is None:
-    policy = keras.mixed_precision.global_policy()
+    policy = keras_module.mixed_precision.global_policy()
   elif isinstance(policy, str):
-    policy = keras.mixed_precision.Policy(policy)
+    policy = keras_module.mixed_precision.Policy(policy)
   if policy.compute_dtype == 'float16':
-    return keras.mixed_precision.LossScaleOptimizer(sparse)
+    return keras_module.mixed_precision.LossScaleOptimizer(sparse)
   return sparse
 
 
@@ -445,7 +586,7 @@ def find_sparse_optimizer(optimizer):
     The `SparseOptimizer`, or None if the stack has none.
   """
   while optimizer is not None:
-    if isinstance(optimizer, SparseOptimizer):
+    if isinstance(optimizer, _SparseStep):
       return optimizer
     optimizer = getattr(optimizer, 'inner_optimizer', None)
   return None

@@ -16,7 +16,7 @@
 A masked weight's optimizer slots (momentum, Adam's m and v, ...) must hold
 a fresh slot's value while the weight is masked, so that the weight stays
 exactly 0 and a regrown weight starts as a new one would. This module knows,
-for every supported tf_keras optimizer, which slots a weight has
+for every supported optimizer of either Keras flavour, which slots a weight has
 (`get_slot_resets`), what a fresh slot holds, and whether the optimizer's
 update can move a masked weight off 0 (`needs_remasking`). It also holds the
 two elementwise rules every mask update applies: a slot reset where a weight
@@ -25,9 +25,9 @@ active" masks (`ever_or`).
 """
 
 import tensorflow as tf
-import tf_keras as keras
 
 from rigl_tf import compat
+from rigl_tf import flavours
 
 
 def ever_or(ever, mask):
@@ -41,7 +41,9 @@ def fresh_where_dropped(slot, keep, fresh):
   return slot * keep + fresh * (1 - keep)
 
 
-# Why each optimizer of `compat.SLOT_LISTS` leaves a masked weight at exactly 0
+# Why each optimizer of `compat.SLOT_LISTS` (the tf_keras and the Keras 3
+# class of each name: their update rules are the same) leaves a masked
+# weight at exactly 0
 # without re-masking. Before a step, a masked weight is 0 (the initial masks
 # zero it; `update_masks` zeroes dropped weights) and its slots hold their
 # fresh value (0, or Adagrad's / Ftrl's initial accumulator): slots of
@@ -55,35 +57,40 @@ def fresh_where_dropped(slot, keep, fresh):
 # (e.g. eps = 0 giving 0 / 0) is no case for re-masking either: NaN * 0 is
 # NaN. `MaskedWeightsStayZeroTest` (tests/optimizers_test.py) trains every
 # entry, with its options and with drop/grow updates, without re-masking.
-_KEEPS_MASKED_WEIGHTS_AT_ZERO = {
-    keras.optimizers.SGD:
+_KEEPS_MASKED_WEIGHTS_AT_ZERO_BY_NAME = {
+    'SGD':
         'm = momentum * 0 - lr * 0 = 0; w += m (nesterov: w += -lr * 0 + '
         'momentum * m): 0',
-    keras.optimizers.Adam:
+    'Adam':
         'm = v = 0 (amsgrad: v_hat = max(0, 0) = 0); w -= alpha * 0 / '
         '(sqrt(0) + eps): 0',
-    keras.optimizers.AdamW:
+    'AdamW':
         'as Adam; the decay w -= lr * wd * w keeps 0',
-    keras.optimizers.Nadam:
+    'Nadam':
         'm = v = 0; m_hat = u * 0 / (1 - p) + (1 - u) * 0 / (1 - p) = 0; '
         'w -= lr * 0 / (sqrt(0) + eps): 0',
-    keras.optimizers.Adamax:
+    'Adamax':
         'm = 0, u = max(beta_2 * 0, |0|) = 0; w -= lr * 0 / (c * (0 + eps)): 0',
-    keras.optimizers.RMSprop:
+    'RMSprop':
         'v = 0 (centered: average 0, denominator eps); increment = lr * 0 * '
         'rsqrt(eps) = 0; momentum = momentum * 0 + 0: 0',
-    keras.optimizers.Adagrad:
+    'Adagrad':
         'accumulator = a0 + 0; w -= lr * 0 / sqrt(a0 + eps): 0',
-    keras.optimizers.Adadelta:
+    'Adadelta':
         'accumulated grad = 0; delta = -sqrt(0 + eps) * 0 / sqrt(0 + eps) = '
         '0; accumulated delta = 0; w += lr * 0: 0',
-    keras.optimizers.Ftrl:
+    'Ftrl':
         'w is recomputed from the linear slot: linear += (0 + 2 * l2_shrinkage '
         '* 0) - 0 * 0 = 0, so w = (clip(0, -l1, l1) - 0) / quadratic = 0, for '
         'any l1, l2, l2_shrinkage, beta',
-    keras.optimizers.Lion:
+    'Lion':
         'w -= lr * sign(beta_1 * 0 + (1 - beta_1) * 0) = lr * sign(0) = 0; '
         'm = 0',
+}
+_KEEPS_MASKED_WEIGHTS_AT_ZERO = {
+    cls: _KEEPS_MASKED_WEIGHTS_AT_ZERO_BY_NAME[path.split('.')[-1]]
+    for cls, path in flavours.class_pairs(
+        [f'optimizers.{n}' for n in _KEEPS_MASKED_WEIGHTS_AT_ZERO_BY_NAME])
 }
 
 
@@ -102,8 +109,10 @@ def needs_remasking(optimizer, variable):
   * a subclass of a known optimizer: it may change the update rule.
 
   Args:
-    optimizer: a tf_keras optimizer (or a wrapper with `inner_optimizer`).
-    variable: a masked weight.
+    optimizer: a Keras optimizer (either flavour), or a wrapper with
+      `inner_optimizer`.
+    variable: a masked weight (the layer's variable: a Keras 3 weight's
+      constraint is on it, not on the TensorFlow variable behind it).
 
   Returns:
     bool, decided when the train step is traced.
@@ -128,10 +137,11 @@ def unwrap(optimizer):
 
 
 def slot_lists(optimizer):
-  """{slot list attribute: fresh slot value} of a tf_keras optimizer.
+  """{slot list attribute: fresh slot value} of a Keras optimizer.
 
   Args:
-    optimizer: a tf_keras optimizer (or a wrapper with `inner_optimizer`).
+    optimizer: a Keras optimizer (either flavour), or a wrapper with
+      `inner_optimizer`.
 
   Returns:
     dict attribute name -> float.
@@ -144,18 +154,18 @@ def slot_lists(optimizer):
   for cls in type(optimizer).__mro__:
     if cls in compat.SLOT_LISTS:
       return compat.SLOT_LISTS[cls](optimizer)
-  known = ', '.join(sorted(c.__name__ for c in compat.SLOT_LISTS))
+  known = ', '.join(sorted({c.__name__ for c in compat.SLOT_LISTS}))
   raise ValueError(
       f'SparseOptimizer does not know where {type(optimizer).__name__} keeps '
       'its per-weight state (momentum, ...), which must be reset for grown '
-      f'weights. Use one of the tf_keras optimizers {known} (or a subclass).')
+      f'weights. Use one of the Keras optimizers {known} (or a subclass).')
 
 
 def get_slot_resets(optimizer, variable):
   """(slot variables of `variable`, the fresh value of each).
 
   Args:
-    optimizer: a tf_keras optimizer (or `SparseOptimizer`).
+    optimizer: a Keras optimizer (either flavour; or `SparseOptimizer`).
     variable: a model variable the optimizer has built slots for.
 
   Returns:
@@ -174,7 +184,7 @@ def get_slot_resets(optimizer, variable):
     # Optional slots (amsgrad, centered, momentum) are absent or empty.
     slot_list = compat.slot_list(optimizer, name)
     if slot_list:
-      slots.append(slot_list[index])
+      slots.append(compat.tf_variable(slot_list[index]))
       values.append(value)
   return slots, values
 
@@ -183,7 +193,7 @@ def get_slot_variables(optimizer, variable):
   """The wrapped optimizer's slot variables (momentum, m, v, ...) of `variable`.
 
   Args:
-    optimizer: a tf_keras optimizer (or `SparseOptimizer`).
+    optimizer: a Keras optimizer (either flavour; or `SparseOptimizer`).
     variable: a model variable the optimizer has built slots for.
 
   Returns:

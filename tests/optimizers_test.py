@@ -123,7 +123,7 @@ class SparseOptimizerTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_rejects_non_keras_optimizer(self):
     model = layers.sparsify(test_util.small_mlp())
-    with self.assertRaisesRegex(TypeError, 'tf_keras optimizer'):
+    with self.assertRaisesRegex(TypeError, 'wraps a Keras optimizer'):
       optimizers.SparseOptimizer(object(), model)
     inner = keras.optimizers.SGD(0.1)
     with self.assertRaisesRegex(TypeError, 'cannot wrap'):
@@ -432,8 +432,10 @@ class MaskedWeightsStayZeroTest(tf.test.TestCase, parameterized.TestCase):
     # pylint: disable=protected-access
     self.assertEqual(set(slots_lib._KEEPS_MASKED_WEIGHTS_AT_ZERO),
                      set(compat.SLOT_LISTS))
+    # The Keras 3 classes are trained in flavours_test.py.
     tested = {type(make()) for make in _ZERO_KEEPING.values()}
-    self.assertEqual(tested, set(compat.SLOT_LISTS))
+    self.assertEqual(tested, {cls for cls in compat.SLOT_LISTS
+                              if cls.__module__.startswith('tf_keras.')})
 
 
 class _PruneKeepingSlots(methods.MaskUpdater):

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from rigl_tf import flavours
 from rigl_tf import flops_cli
 from rigl_tf import layers
 from rigl_tf import masks
@@ -66,14 +67,27 @@ def mirrored_is_two_cpus():
 
 
 def small_mlp(input_shape=(8, 8, 1), hidden=(32, 16), num_classes=10,
-              seed=0):
-  """A plain MLP (Flatten, Dense relu ..., Dense logits) with fixed init."""
+              seed=0, flavour='tf_keras'):
+  """A plain MLP (Flatten, Dense relu ..., Dense logits) with fixed init.
+
+  `flavour`: 'tf_keras' or 'keras3' (`rigl_tf.flavours`); the initial
+  weights are the same in both.
+  """
   keras.utils.set_random_seed(seed)
   model = keras.Sequential([keras.layers.Flatten(input_shape=input_shape)])
   for i, units in enumerate(hidden):
     model.add(keras.layers.Dense(units, activation='relu', name=f'fc{i + 1}'))
   model.add(keras.layers.Dense(num_classes, name='logits'))
-  return model
+  if flavour == 'tf_keras':
+    return model
+  keras_module = flavours.module(flavour)
+  other = keras_module.Sequential(
+      [keras_module.Input(input_shape), keras_module.layers.Flatten()] + [
+          keras_module.layers.Dense(
+              layer.units, activation=layer.activation.__name__,
+              name=layer.name) for layer in model.layers[1:]])
+  other.set_weights(model.get_weights())
+  return other
 
 
 def random_data(num_batches, batch_size=32, input_shape=(8, 8, 1),
