@@ -61,6 +61,20 @@ class _Masking:
   `_add_mask` (its `add_weight`), `build` and `call`.
   """
 
+  def _wrap(self, layer, layer_class, mask_depthwise, mask_recurrent,
+            kwargs, wrapper_init):
+    """The flavour's `__init__`: checks `layer`, wraps it, makes masks."""
+    if not isinstance(layer, layer_class) or isinstance(
+        layer, MASKED_LAYER_CLASSES):
+      raise ValueError('MaskedLayer wraps a Keras layer (not a masked '
+                       f'one), got {type(layer).__name__}.')
+    options = self._init_masking(layer, mask_depthwise, mask_recurrent)
+    kwargs.setdefault('name', layer.name)
+    wrapper_init(layer, **kwargs)
+    self._init_state(options)
+    if layer.built:
+      self._make_masks()
+
   def _init_masking(self, layer, mask_depthwise, mask_recurrent):
     """Checks `layer`; returns the `maskable.Options`."""
     options = maskable.Options(depthwise=bool(mask_depthwise),
@@ -235,16 +249,8 @@ class MaskedLayer(_Masking, keras.layers.Wrapper,
 
   def __init__(self, layer, mask_depthwise=False, mask_recurrent=True,
                **kwargs):
-    if not isinstance(layer, keras.layers.Layer) or isinstance(
-        layer, MASKED_LAYER_CLASSES):
-      raise ValueError('MaskedLayer wraps a Keras layer (not a masked '
-                       f'one), got {type(layer).__name__}.')
-    options = self._init_masking(layer, mask_depthwise, mask_recurrent)
-    kwargs.setdefault('name', layer.name)
-    super().__init__(layer, **kwargs)
-    self._init_state(options)
-    if layer.built:
-      self._make_masks()
+    self._wrap(layer, keras.layers.Layer, mask_depthwise, mask_recurrent,
+               kwargs, super().__init__)
 
   @compat.no_dependency_tracking
   def _set_untracked(self, name, value):
@@ -296,16 +302,8 @@ class Keras3MaskedLayer(_Masking, keras3.layers.Wrapper):
 
   def __init__(self, layer, mask_depthwise=False, mask_recurrent=True,
                **kwargs):
-    if not isinstance(layer, keras3.layers.Layer) or isinstance(
-        layer, MASKED_LAYER_CLASSES):
-      raise ValueError('MaskedLayer wraps a Keras layer (not a masked '
-                       f'one), got {type(layer).__name__}.')
-    options = self._init_masking(layer, mask_depthwise, mask_recurrent)
-    kwargs.setdefault('name', layer.name)
-    super().__init__(layer, **kwargs)
-    self._init_state(options)
-    if layer.built:
-      self._make_masks()
+    self._wrap(layer, keras3.layers.Layer, mask_depthwise, mask_recurrent,
+               kwargs, super().__init__)
 
   def _set_untracked(self, name, value):
     with compat.keras3_untracked():
