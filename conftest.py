@@ -75,3 +75,21 @@ def pytest_runtest_teardown(item, nextitem):
   if nextitem is None or nextitem.module is not item.module:
     import gin  # pylint: disable=g-import-not-at-top
     gin.clear_config()
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_levels():
+  """Puts absl's verbosity and TensorFlow's logger level back after a test.
+
+  A command line run in-process (`errors.cli_main`) lowers them before it
+  exits on bad input; a later test in the same worker that expects a
+  warning would then see none.
+  """
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  verbosity = logging.get_verbosity()
+  tf_level = std_logging.getLogger('tensorflow').level
+  yield
+  logging.set_verbosity(verbosity)
+  std_logging.getLogger('tensorflow').setLevel(tf_level)

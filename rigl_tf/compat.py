@@ -308,6 +308,20 @@ def is_graph_network(model):
   return bool(getattr(model, '_is_graph_network', False))
 
 
+def keras3_input_spec(model):
+  """(args, kwargs) of TensorSpecs of a built Keras 3 model's input, as
+  tf_keras' `save_spec` gives them; None for a model never built."""
+  if getattr(model, 'inputs', None):
+    specs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+  else:
+    shapes = model._build_shapes_dict  # pylint: disable=protected-access
+    if not shapes or len(shapes) != 1:
+      return None
+    (shape,) = shapes.values()
+    specs = [tf.TensorSpec(shape, model.input_dtype)]
+  return (specs if len(specs) > 1 else specs[0],), {}
+
+
 def layer_call_shapes(model, layer):
   """(input shape, output shape) of each call of `layer` in `model`'s graph.
 

@@ -25,8 +25,10 @@ from absl.testing import parameterized
 import keras as keras3
 import numpy as np
 from optimizers_test import _train_and_check
+from pruning_test import _run
 import tensorflow as tf
 import test_util
+import tf_keras
 
 from rigl_tf import compat
 from rigl_tf import flavours
@@ -137,6 +139,25 @@ class LayersTest(tf.test.TestCase, parameterized.TestCase):
     counts = masks.init_masks(model, 0.5, seed=0)
     self.assertEqual(counts['d0'], 20)
     self.assertEqual(layers.check_invariant(model), [])
+
+  def test_flop_counts_are_the_same_in_both_flavours(self):
+    tables = []
+    for flavour in flavours.NAMES:
+      model = layers.sparsify(_attention_model(flavours.module(flavour)))
+      masks.init_masks(model, 0.75, seed=3)
+      for result in (flops.count(model), flops.count(model, sparsity=0.5)):
+        tables.append([(c.name, c.n_weights, c.n_nonzero, c.flops)
+                       for c in result.layers if c.counted])
+    self.assertEqual(tables[0], tables[2])
+    self.assertEqual(tables[1], tables[3])
+    # Every kernel, and attention's two products (activations x
+    # activations: 3 tokens, 2 heads, key_dim 4 -> 3*3*2*4 multiply-adds).
+    self.assertEqual([name for name, *_ in tables[0]],
+                     [name for name, _ in _ATTENTION_KERNELS[:7]]
+                     + ['mha/scores', 'mha/context']
+                     + [name for name, _ in _ATTENTION_KERNELS[7:]])
+    self.assertEqual(dict((n, (w, z)) for n, w, z, _ in tables[0])['head'],
+                     (18, 18 - 13))
 
   def test_unknown_kernel_of_a_keras3_layer_is_named(self):
 
@@ -260,14 +281,34 @@ class Keras3OptimizersTest(tf.test.TestCase, parameterized.TestCase):
                                 'does not know where Custom keeps'):
       optimizers.SparseOptimizer(Custom(0.1), model)
 
-  def test_what_keras3_does_not_run_yet_is_refused(self):
+  def test_what_keras3_does_not_run_is_refused_in_one_line(self):
     model = layers.sparsify(test_util.small_mlp(flavour='keras3'))
-    with self.assertRaisesRegex(ValueError,
-                                'GraNet does not run on Keras 3 models yet'):
+    with self.assertRaisesRegex(ValueError, "TFMOT takes tf_keras"):
       optimizers.SparseOptimizer(keras3.optimizers.SGD(0.1), model,
-                                 methods.create('granet'))
-    with self.assertRaisesRegex(ValueError, 'this is a Keras 3 model'):
-      flops.count(model)
+                                 methods.create('tfmot_gmp'))
+    with self.assertRaisesRegex(TypeError, 'The model is keras3 and the '
+                                'optimizer tf_keras'):
+      optimizers.SparseOptimizer(tf_keras.optimizers.SGD(0.1), model)
+
+  @parameterized.named_parameters(
+      ('gmp', lambda: methods.GMP(update_frequency=2, final_prune_step=6)),
+      ('granet', lambda: methods.GraNet(update_frequency=2,
+                                        final_prune_step=6)),
+      ('snip', lambda: methods.SNIP(scope='global')))
+  def test_pruning_methods_give_the_same_masks_in_both_flavours(self, make):
+    records = {}
+    for flavour in flavours.NAMES:
+      keras = flavours.module(flavour)
+      _, records[flavour], weights, _ = _run(
+          tf.distribute.get_strategy(), make(), 10, model_fn=_mlp(flavour),
+          optimizer_fn=lambda keras=keras: keras.optimizers.SGD(
+              0.1, momentum=0.9))
+      self.assertEqual([r['bad'] for r in records[flavour]], [[]] * 10)
+    self.assertNotEqual(sum(int(m.sum()) for m in records['keras3'][-1][
+        'masks']), sum(mw.size for mw in weights))
+    for step, (a, b) in enumerate(zip(*records.values())):
+      for mask_a, mask_b in zip(a['masks'], b['masks']):
+        np.testing.assert_array_equal(mask_a, mask_b, err_msg=str(step))
 
   def test_snfs_on_keras3(self):
     updater = _drop_grow('snfs')

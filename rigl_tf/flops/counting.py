@@ -67,6 +67,7 @@ import tf_keras as keras
 
 from rigl_tf import compat
 from rigl_tf import distributions
+from rigl_tf import flavours
 from rigl_tf import layers as masked_layers
 from rigl_tf import maskable
 from rigl_tf.flops import rules
@@ -226,17 +227,22 @@ def _is_masked(layer) -> bool:
 
 
 def _masks_by_weight(model):
-  """id(weight) -> (mask, name) of every masked weight in `model`."""
+  """`_vid(weight)` -> (mask, name) of every masked weight in `model`."""
   found = {}
   for wrapper in [model, *masked_layers.walk_layers(model)]:
-    if _is_masked(wrapper) and not isinstance(wrapper,
-                                              masked_layers.MaskedLayer):
+    if _is_masked(wrapper) and not isinstance(
+        wrapper, masked_layers.MASKED_LAYER_CLASSES):
       # Another wrapper with the same contract (Gem-Miner's scored layers).
       for weight, mask in zip(wrapper.prunable_weights, wrapper.masks):
-        found[id(weight)] = (mask, wrapper.name)
+        found[_vid(weight)] = (mask, wrapper.name)
   for mw in masked_layers.get_masked_weights(model):
-    found[id(mw.weight)] = (mw.mask, mw.name)
+    found[_vid(mw.weight)] = (mw.mask, mw.name)
   return found
+
+
+def _vid(variable):
+  """One key for a variable and (Keras 3) the TensorFlow one behind it."""
+  return id(compat.tf_variable(variable))
 
 
 def _shape_without_batch(shape) -> tuple:
@@ -286,7 +292,9 @@ def _calls(model):
 
   Traced shapes have batch 1; they become None like the graph's.
   """
-  if isinstance(model, keras.Sequential) or compat.is_graph_network(model):
+  if not flavours.is_keras3(model) and (
+      isinstance(model, keras.Sequential) or compat.is_graph_network(model)):
+    # Keras 3 models are traced (their graph nodes are another API).
     calls = _graph_calls(model)
     if calls is not None:
       return calls, False
@@ -325,12 +333,13 @@ def _op_cost(ctx, name, op, input_shape):
         param_bits=ctx.param_bits, bias_relu=False,
         extra_mults=float(op.extra_mults), extra_adds=float(op.extra_adds))
   n_weights = int(np.prod(op.kernel.shape))
-  mask, mask_name = ctx.masks.get(id(op.kernel), (None, ''))
+  mask, mask_name = ctx.masks.get(_vid(op.kernel), (None, ''))
   if name in ctx.densities:
     n_nonzero = n_weights * _check_density(name, ctx.densities[name])
   elif mask is not None:
     # get_value also reads mirrored (tf.distribute) variables.
-    n_nonzero = float(np.sum(keras.backend.get_value(mask)))
+    n_nonzero = float(np.sum(keras.backend.get_value(
+        compat.tf_variable(mask))))
   else:
     n_nonzero = float(n_weights)
   return LayerCost(
@@ -352,14 +361,15 @@ def _uncounted(ctx, name, layer, input_shape, output_shape, n_weights):
       input_shape=_shape_without_batch(input_shape),
       output_shape=_shape_without_batch(output_shape),
       n_weights=n_weights, param_bits=ctx.param_bits,
-      maskable=any(id(w) in ctx.masks for w in layer.weights)
+      maskable=any(_vid(w) in ctx.masks for w in layer.weights)
       or bool(layer.weights) and masked_layers.is_maskable(layer))
 
 
 def _call_costs(ctx, call, prefix, traced):
   """The costs of one call and of the calls inside it, in order."""
   layer = call.layer
-  if _is_masked(layer) or (isinstance(layer, keras.Model) and not prefix):
+  if _is_masked(layer) or (isinstance(layer, flavours.classes('Model'))
+                           and not prefix):
     # A wrapper or a nested model adds no name: its layers keep theirs.
     return [c for child in call.children
             for c in _call_costs(ctx, child, prefix, traced)]
@@ -382,9 +392,15 @@ def _call_costs(ctx, call, prefix, traced):
   if own or not call.children:
     costs.append(_uncounted(ctx, name, layer, input_shape, output_shape, own))
   attention = compat.attention_parts(layer)
+  products_counted = False
   for child in call.children:
-    if attention and child.layer is attention['softmax']:
+    # The score and context products come with the softmax, or before the
+    # output projection where no softmax layer is called (Keras 3 computes
+    # attention in one op when it can).
+    if attention and not products_counted and any(
+        child.layer is attention[part] for part in ('softmax', 'output')):
       costs += _attention_costs(ctx, name, call, attention)
+      products_counted = True
     costs += _call_costs(ctx, child, [*prefix, layer.name], traced)
   return costs
 

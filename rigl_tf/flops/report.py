@@ -29,7 +29,6 @@ from typing import Any
 
 import tf_keras as keras
 
-from rigl_tf import flavours
 from rigl_tf.flops import cost
 from rigl_tf.flops import counting
 
@@ -246,12 +245,8 @@ def count(model: keras.Model,
     ValueError: for an unknown distribution or layer name, a sparsity
       outside [0, 1), dense_layers or custom_sparsity_map without a
       sparsity, a model without a counted layer or with an unknown input
-      shape, or a Keras 3 model.
+      shape.
   """
-  if flavours.is_keras3(model):
-    raise ValueError(
-        'rigl_tf.flops counts tf_keras models only, so far; this is a Keras 3 '
-        'model (see docs/keras3.md).')
   costs = counting.layer_costs(model, padding_rule=padding_rule,
                                depthwise_as_conv=depthwise_as_conv)
   if sparsity is not None:

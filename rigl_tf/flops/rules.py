@@ -38,8 +38,8 @@ import math
 from typing import Any
 
 import numpy as np
-import tf_keras as keras
 
+from rigl_tf import flavours
 from rigl_tf import maskable
 
 
@@ -167,9 +167,9 @@ def _einsum_ops(layer, input_shape, output_shape, padding_rule,
 
 # Cell class -> (gates, element-wise multiplies, adds) per unit per step.
 _CELLS = (
-    (keras.layers.LSTMCell, 4, 4, 1),
-    (keras.layers.GRUCell, 3, 3, 2),
-    (keras.layers.SimpleRNNCell, 1, 0, 0),
+    (flavours.classes('layers.LSTMCell'), 4, 4, 1),
+    (flavours.classes('layers.GRUCell'), 3, 3, 2),
+    (flavours.classes('layers.SimpleRNNCell'), 1, 0, 0),
 )
 
 
@@ -186,8 +186,8 @@ def _rnn_ops(layer, input_shape, output_shape, padding_rule,
     raise ValueError(f'Layer {layer.name!r} has an unknown number of time '
                      f'steps {tuple(input_shape)}.')
   units = int(cell.units)
-  if isinstance(cell, keras.layers.GRUCell) and cell.reset_after and (
-      cell.use_bias):
+  if isinstance(cell, flavours.classes('layers.GRUCell')) and (
+      cell.reset_after and cell.use_bias):
     adds += 3  # The recurrent bias, added apart.
   width = gates * units
   kind = type(layer).__name__
@@ -212,22 +212,22 @@ def _embedding_ops(layer, input_shape, output_shape, padding_rule,
 # Layer class -> function giving its counted ops. Looked up in this order
 # with isinstance; `_NOT_COUNTED` catches subclasses that are different ops.
 _COUNTED_LAYERS = (
-    (keras.layers.DepthwiseConv1D, _depthwise_ops),
-    (keras.layers.DepthwiseConv2D, _depthwise_ops),
-    (keras.layers.SeparableConv1D, _separable_ops),
-    (keras.layers.SeparableConv2D, _separable_ops),
-    (keras.layers.Conv1D, _conv_ops),
-    (keras.layers.Conv2D, _conv_ops),
-    (keras.layers.Conv3D, _conv_ops),
-    (keras.layers.Dense, _dense_ops),
-    (keras.layers.EinsumDense, _einsum_ops),
-    (keras.layers.Embedding, _embedding_ops),
-    (keras.layers.LSTM, _rnn_ops),
-    (keras.layers.GRU, _rnn_ops),
-    (keras.layers.SimpleRNN, _rnn_ops),
+    (flavours.classes('layers.DepthwiseConv1D'), _depthwise_ops),
+    (flavours.classes('layers.DepthwiseConv2D'), _depthwise_ops),
+    (flavours.classes('layers.SeparableConv1D'), _separable_ops),
+    (flavours.classes('layers.SeparableConv2D'), _separable_ops),
+    (flavours.classes('layers.Conv1D'), _conv_ops),
+    (flavours.classes('layers.Conv2D'), _conv_ops),
+    (flavours.classes('layers.Conv3D'), _conv_ops),
+    (flavours.classes('layers.Dense'), _dense_ops),
+    (flavours.classes('layers.EinsumDense'), _einsum_ops),
+    (flavours.classes('layers.Embedding'), _embedding_ops),
+    (flavours.classes('layers.LSTM'), _rnn_ops),
+    (flavours.classes('layers.GRU'), _rnn_ops),
+    (flavours.classes('layers.SimpleRNN'), _rnn_ops),
 )
-_NOT_COUNTED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-                keras.layers.Conv3DTranspose)
+_NOT_COUNTED = sum((flavours.classes(f'layers.{name}') for name in (
+    'Conv1DTranspose', 'Conv2DTranspose', 'Conv3DTranspose')), ())
 
 
 def ops_function(layer):

@@ -25,7 +25,9 @@ import dataclasses
 from typing import Any
 
 import tensorflow as tf
-import tf_keras as keras
+
+from rigl_tf import compat
+from rigl_tf import flavours
 
 
 @dataclasses.dataclass
@@ -45,7 +47,8 @@ def _first_shape(structure):
 
 def _input_specs(model):
   """TensorSpecs with batch 1 for one call of `model`."""
-  spec = model.save_spec(dynamic_batch=False)
+  spec = compat.keras3_input_spec(model) if flavours.is_keras3(model) else (
+      model.save_spec(dynamic_batch=False))
   if spec is None:
     raise ValueError(
         f'Cannot count {model.name!r}: it was never called, so its input '
@@ -76,7 +79,9 @@ def trace_calls(model):
   args, kwargs = _input_specs(model)
   root = Call(model)
   stack = [root]
-  original = keras.layers.Layer.__call__
+  layer_class = flavours.classes('layers.Layer')[
+      flavours.NAMES.index(flavours.of(model))]
+  original = layer_class.__call__
 
   def recording_call(layer, *call_args, **call_kwargs):
     call = Call(layer, _first_shape(call_args[:1] or call_kwargs))
@@ -92,10 +97,10 @@ def trace_calls(model):
   def forward(args, kwargs):
     return model(*args, **{**kwargs, 'training': False})
 
-  keras.layers.Layer.__call__ = recording_call
+  layer_class.__call__ = recording_call
   try:
     tf.function(forward, autograph=False).get_concrete_function(args, kwargs)
   finally:
-    keras.layers.Layer.__call__ = original
+    layer_class.__call__ = original
   (model_call,) = root.children
   return model_call.children
