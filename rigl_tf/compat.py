@@ -124,6 +124,12 @@ def tf_variable(variable):
   return variable
 
 
+def keras3_built_variables(optimizer):
+  """The variables a Keras 3 optimizer was built for, in order (what its
+  `apply(grads)` pairs gradients with)."""
+  return optimizer._trainable_variables  # pylint: disable=protected-access
+
+
 def keras3_all_reduce(optimizer, grads_and_vars):
   """[(gradient summed over replicas, variable)], as a Keras 3 optimizer
   sums them in `apply` (in replica context; as is outside one)."""

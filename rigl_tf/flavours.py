@@ -62,21 +62,24 @@ def check_keras3_backend():
 
 
 @functools.cache
-def classes(path):
-  """The classes of both flavours named `path` ('layers.Dense'), a tuple.
+def classes(*paths):
+  """The classes of both flavours named by `paths` ('layers.Dense', ...),
+  one tuple (for isinstance).
 
   A name one flavour lacks (tf_keras' `layers.LocallyConnected2D`) gives
   the other's class alone.
   """
   found = []
-  for keras_module in MODULES.values():
-    value = keras_module
-    for part in path.split('.'):
-      value = getattr(value, part, None)
-    if value is not None:
-      found.append(value)
-  if not found:
-    raise AttributeError(f'Neither Keras flavour has {path!r}.')
+  for path in paths:
+    before = len(found)
+    for keras_module in MODULES.values():
+      value = keras_module
+      for part in path.split('.'):
+        value = getattr(value, part, None)
+      if value is not None:
+        found.append(value)
+    if len(found) == before:
+      raise AttributeError(f'Neither Keras flavour has {path!r}.')
   return tuple(found)
 
 

@@ -278,9 +278,9 @@ def strip(model):
 
 
 # Layer classes whose weights the inventory sums as 'normalization'.
-_NORMALIZATION = sum((flavours.classes(f'layers.{name}') for name in (
-    'BatchNormalization', 'LayerNormalization', 'GroupNormalization',
-    'UnitNormalization')), ())
+_NORMALIZATION = flavours.classes(
+    'layers.BatchNormalization', 'layers.LayerNormalization',
+    'layers.GroupNormalization', 'layers.UnitNormalization')
 
 
 def _vid(variable):

@@ -277,12 +277,12 @@ def contracted_axes(owner, weight):
   an EinsumDense kernel shares with its input and not its output.
   """
   rank = len(weight.shape)
-  if isinstance(owner, flavours.classes('layers.DepthwiseConv1D')
-                 + flavours.classes('layers.DepthwiseConv2D')) or (
+  if isinstance(owner, flavours.classes('layers.DepthwiseConv1D',
+                                       'layers.DepthwiseConv2D')) or (
                             'depthwise' in weight.name):
     return list(range(rank - 2))
-  if isinstance(owner, flavours.classes('layers.LocallyConnected1D')
-                 + flavours.classes('layers.LocallyConnected2D')) and (
+  if isinstance(owner, flavours.classes('layers.LocallyConnected1D',
+                                       'layers.LocallyConnected2D')) and (
                             owner.implementation == 1):
     # [output positions, window inputs, filters]: one filter at one
     # position sums its window.
@@ -315,9 +315,9 @@ def fan_in_out(owner, weight):
   return fan_in, math.prod(shape) // fan_in
 
 
-_CONVOLUTIONS = sum((flavours.classes(f'layers.{name}') for name in (
+_CONVOLUTIONS = flavours.classes(*[f'layers.{name}' for name in (
     'Conv1D', 'Conv2D', 'Conv3D', 'DepthwiseConv1D', 'DepthwiseConv2D',
-    'SeparableConv1D', 'SeparableConv2D')), ())
+    'SeparableConv1D', 'SeparableConv2D')])
 
 
 def erk_shape(owner, weight) -> Sequence[int]:

@@ -298,7 +298,7 @@ class Keras3SparseOptimizer(sparse_step.SparseStep,
   def apply(self, grads, trainable_variables=None):
     """Masked `apply`; call it in replica context."""
     if trainable_variables is None:
-      trainable_variables = self._optimizer._trainable_variables  # pylint: disable=protected-access
+      trainable_variables = compat.keras3_built_variables(self._optimizer)
     self._sparse_apply(list(zip(grads, trainable_variables)), aggregate=True)
 
   def apply_gradients(self, grads_and_vars):

@@ -211,23 +211,26 @@ def _embedding_ops(layer, input_shape, output_shape, padding_rule,
 
 # Layer class -> function giving its counted ops. Looked up in this order
 # with isinstance; `_NOT_COUNTED` catches subclasses that are different ops.
-_COUNTED_LAYERS = (
-    (flavours.classes('layers.DepthwiseConv1D'), _depthwise_ops),
-    (flavours.classes('layers.DepthwiseConv2D'), _depthwise_ops),
-    (flavours.classes('layers.SeparableConv1D'), _separable_ops),
-    (flavours.classes('layers.SeparableConv2D'), _separable_ops),
-    (flavours.classes('layers.Conv1D'), _conv_ops),
-    (flavours.classes('layers.Conv2D'), _conv_ops),
-    (flavours.classes('layers.Conv3D'), _conv_ops),
-    (flavours.classes('layers.Dense'), _dense_ops),
-    (flavours.classes('layers.EinsumDense'), _einsum_ops),
-    (flavours.classes('layers.Embedding'), _embedding_ops),
-    (flavours.classes('layers.LSTM'), _rnn_ops),
-    (flavours.classes('layers.GRU'), _rnn_ops),
-    (flavours.classes('layers.SimpleRNN'), _rnn_ops),
+_COUNTED_BY_NAME = (
+    ('DepthwiseConv1D', _depthwise_ops),
+    ('DepthwiseConv2D', _depthwise_ops),
+    ('SeparableConv1D', _separable_ops),
+    ('SeparableConv2D', _separable_ops),
+    ('Conv1D', _conv_ops),
+    ('Conv2D', _conv_ops),
+    ('Conv3D', _conv_ops),
+    ('Dense', _dense_ops),
+    ('EinsumDense', _einsum_ops),
+    ('Embedding', _embedding_ops),
+    ('LSTM', _rnn_ops),
+    ('GRU', _rnn_ops),
+    ('SimpleRNN', _rnn_ops),
 )
-_NOT_COUNTED = sum((flavours.classes(f'layers.{name}') for name in (
-    'Conv1DTranspose', 'Conv2DTranspose', 'Conv3DTranspose')), ())
+_COUNTED_LAYERS = tuple((flavours.classes(f'layers.{name}'), ops_fn)
+                        for name, ops_fn in _COUNTED_BY_NAME)
+_NOT_COUNTED = flavours.classes(
+    'layers.Conv1DTranspose', 'layers.Conv2DTranspose',
+    'layers.Conv3DTranspose')
 
 
 def ops_function(layer):
