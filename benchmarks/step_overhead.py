@@ -27,7 +27,11 @@ SNFS, RigL, GMP and GraNet, built as the trainer builds them (ERK masks,
 0.9); and for TFMOT's `prune_low_magnitude` at the same sparsity
 (`ConstantSparsity`, every layer at --sparsity, updating its masks every
 ΔT steps; its `UpdatePruningStep` callback's `on_train_begin` starts the
-step counter, which the wrapper then advances itself every step).
+step counter, which the wrapper then advances itself every step). The
+Keras 3 cases (`keras3_dense`, and `keras3_<method>` for --keras3_methods)
+build the same model and optimizer in Keras 3 (`train_eval.keras =
+'keras3'`); their column "step/own dense" divides by keras3_dense's step
+(the tf_keras cases' by dense's).
 
 Every case runs rounds of ΔT steps, interleaved (A B C ..., then the cases
 in a new seeded random order each round) so that machine drift and the
@@ -73,10 +77,12 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 import gin  # noqa: E402
+import keras as keras3  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+from rigl_tf import flavours  # noqa: E402
 from rigl_tf import layers as masked_layers  # noqa: E402
 from rigl_tf import masks  # noqa: E402
 from rigl_tf import methods  # noqa: E402
@@ -93,6 +99,7 @@ _MODEL_DEFAULTS = {
     'resnet50': (32, 224, 3, 1000),
 }
 METHODS = ('static', 'set', 'snfs', 'rigl', 'gmp', 'granet')
+KERAS3_METHODS = ('static', 'rigl')
 # The trainer-loop cases: train_eval.method on the digits quickstart.
 TRAINER_METHODS = ('dense', 'static', 'rigl')
 QUICKSTART = os.path.join(
@@ -113,6 +120,9 @@ _ROUNDS = flags.DEFINE_integer('rounds', 15, 'Timed rounds per case.')
 _METHODS = flags.DEFINE_list(
     'methods', ','.join(METHODS), 'Sparse methods to time (and always dense '
     'and TFMOT).')
+_KERAS3_METHODS = flags.DEFINE_list(
+    'keras3_methods', ','.join(KERAS3_METHODS), 'Sparse methods to time on '
+    'Keras 3 (and always keras3_dense); empty: no Keras 3 case.')
 _THREADS = flags.DEFINE_integer(
     'threads', 0, 'TensorFlow intra- and inter-op threads (0: its default).')
 _XLA = flags.DEFINE_bool(
@@ -149,8 +159,8 @@ def _build_model(name, image_size, channels, num_classes):
   return resnet_model.resnet50(input_shape=shape, num_classes=num_classes)
 
 
-def _sgd():
-  return keras.optimizers.SGD(0.01, momentum=0.9)
+def _sgd(keras_module=keras):
+  return keras_module.optimizers.SGD(0.01, momentum=0.9)
 
 
 def _updater(method, delta_t, train_steps):
@@ -167,13 +177,15 @@ def _updater(method, delta_t, train_steps):
   return updater
 
 
-def _sparse_case(model_fn, method, sparsity, delta_t, train_steps):
+def _sparse_case(model_fn, method, sparsity, delta_t, train_steps,
+                 keras_module=keras):
   """Model and optimizer as the trainer builds them for `method`."""
   updater = _updater(method, delta_t, train_steps)
   model = masked_layers.sparsify(model_fn())
   plan = masks.sparsity_plan(model, sparsity, 'erk')
   updater.init_masks(model, plan, seed=0, train_steps=train_steps)
-  return model, optimizers.sparse_optimizer(_sgd(), model, updater), None
+  return model, optimizers.sparse_optimizer(_sgd(keras_module), model,
+                                            updater), None
 
 
 def _tfmot_case(model_fn, sparsity, delta_t):
@@ -212,7 +224,7 @@ def _round_runner(strategy, model, optimizer, batch, num_classes, xla):
 
 
 def step_cases(model_name, batch_size, image_size, sparsity, delta_t, rounds,
-               methods, xla):
+               methods, xla, keras3_methods=()):
   """Times the step cases, round-robin, on one fixed in-memory batch.
 
   Returns:
@@ -230,6 +242,10 @@ def step_cases(model_name, batch_size, image_size, sparsity, delta_t, rounds,
   def model_fn():
     return _build_model(model_name, image_size, channels, num_classes)
 
+  def keras3_model_fn():
+    with flavours.building(flavours.KERAS3):
+      return model_fn()
+
   # Long enough for every schedule to go on updating during the benchmark.
   train_steps = max(10 * (rounds + 1) * delta_t, 10_000)
   strategy = tf.distribute.get_strategy()
@@ -238,10 +254,16 @@ def step_cases(model_name, batch_size, image_size, sparsity, delta_t, rounds,
   for method in methods:
     builders[method] = (lambda m=method: _sparse_case(
         model_fn, m, sparsity, delta_t, train_steps))
+  if keras3_methods:
+    builders['keras3_dense'] = lambda: (keras3_model_fn(), _sgd(keras3), None)
+  for method in keras3_methods:
+    builders[f'keras3_{method}'] = (lambda m=method: _sparse_case(
+        keras3_model_fn, m, sparsity, delta_t, train_steps, keras3))
   runners, callbacks = {}, {}
   for name, build in builders.items():
     with strategy.scope():
       keras.utils.set_random_seed(0)
+      keras3.utils.set_random_seed(0)
       model, optimizer, callbacks[name] = build()
     runners[name] = _round_runner(
         strategy, model, optimizer, batch, num_classes, xla)
@@ -280,29 +302,35 @@ def summarise_steps(times, delta_t):
     rows[name] = {'step_ms': 1e3 * statistics.median(rest),
                   'amortised_ms': 1e3 * statistics.median(amortised),
                   'update_step_ms': 1e3 * statistics.median(t['update'])}
-  for row in rows.values():
-    for ref in ('dense', 'tfmot'):
-      row[f'step_vs_{ref}'] = row['step_ms'] / rows[ref]['step_ms']
-      row[f'amortised_vs_{ref}'] = (row['amortised_ms'] /
+  for name, row in rows.items():
+    own = 'keras3_dense' if name.startswith('keras3_') else 'dense'
+    for ref, key in (('dense', 'dense'), ('tfmot', 'tfmot'),
+                     (own, 'own_dense')):
+      row[f'step_vs_{key}'] = row['step_ms'] / rows[ref]['step_ms']
+      row[f'amortised_vs_{key}'] = (row['amortised_ms'] /
                                     rows[ref]['amortised_ms'])
   return rows
 
 
 def format_steps(rows, delta_t):
   """The step table, then the ratios to dense and TFMOT (last)."""
-  lines = [f'{"case":<8}{"step ms":>10}{"update ms":>11}'
+  lines = [f'{"case":<14}{"step ms":>10}{"update ms":>11}'
            f'{f"amortised ms (ΔT={delta_t})":>28}']
   for name, row in rows.items():
-    lines.append(f'{name:<8}{row["step_ms"]:>10.3f}'
+    lines.append(f'{name:<14}{row["step_ms"]:>10.3f}'
                  f'{row["update_step_ms"]:>11.2f}{row["amortised_ms"]:>28.3f}')
-  lines += ['', 'ratios (median step time / reference):',
-            f'{"case":<8}{"step/dense":>12}{"amort/dense":>13}'
-            f'{"step/tfmot":>12}{"amort/tfmot":>13}']
+  lines += ['', 'ratios (median step time / reference; own dense: the dense '
+            'step of the case\'s Keras flavour):',
+            f'{"case":<14}{"step/dense":>12}{"amort/dense":>13}'
+            f'{"step/tfmot":>12}{"amort/tfmot":>13}'
+            f'{"step/own dense":>16}{"amort/own dense":>17}']
   for name, row in rows.items():
-    lines.append(f'{name:<8}{row["step_vs_dense"]:>12.3f}'
+    lines.append(f'{name:<14}{row["step_vs_dense"]:>12.3f}'
                  f'{row["amortised_vs_dense"]:>13.3f}'
                  f'{row["step_vs_tfmot"]:>12.3f}'
-                 f'{row["amortised_vs_tfmot"]:>13.3f}')
+                 f'{row["amortised_vs_tfmot"]:>13.3f}'
+                 f'{row["step_vs_own_dense"]:>16.3f}'
+                 f'{row["amortised_vs_own_dense"]:>17.3f}')
   return '\n'.join(lines)
 
 
@@ -441,6 +469,10 @@ def main(argv):
   unknown = sorted(set(_METHODS.value) - set(METHODS))
   if unknown:
     sys.exit(f'error: unknown --methods {unknown}; choose from {METHODS}')
+  unknown = sorted(set(_KERAS3_METHODS.value) - set(METHODS))
+  if unknown:
+    sys.exit(f'error: unknown --keras3_methods {unknown}; choose from '
+             f'{METHODS}')
   if _DELTA_T.value < 1 or _ROUNDS.value < 1:
     sys.exit('error: --delta_t and --rounds must be >= 1')
   device = tf.config.list_logical_devices()[-1].name
@@ -459,7 +491,8 @@ def main(argv):
     batch = _BATCH.value or _MODEL_DEFAULTS[_MODEL.value][0]
     times, losses = step_cases(
         _MODEL.value, batch, _IMAGE_SIZE.value, _SPARSITY.value,
-        _DELTA_T.value, _ROUNDS.value, _METHODS.value, _XLA.value)
+        _DELTA_T.value, _ROUNDS.value, _METHODS.value, _XLA.value,
+        _KERAS3_METHODS.value)
     rows = summarise_steps(times, _DELTA_T.value)
     for name, loss in losses.items():
       rows[name]['loss'] = loss if math.isfinite(loss) else None

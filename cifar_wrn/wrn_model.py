@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""CIFAR models as plain tf_keras Functional models.
+"""CIFAR models as plain Functional models, in either Keras flavour.
 
 * Wide ResNets WRN-d-k (Zagoruyko & Komodakis, 2016), pre-activation:
   a 3x3 convolution with 16 filters, three groups of n = (d - 4) / 6 blocks
@@ -37,10 +37,13 @@ Layer names: `conv1`, `conv{stage}_block{b}_{1,2}_conv`, shortcut
 from collections.abc import Sequence
 
 import tensorflow as tf
-import tf_keras as keras
 
 from imagenet_resnet import resnet_model
+from rigl_tf import flavours
 from rigl_tf import regularizers
+
+# The Keras flavour being built (`train_eval.keras`), looked up at each use.
+keras = flavours.BUILDING
 
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
@@ -140,35 +143,47 @@ def wrn_28_10(**kwargs) -> keras.Model:
   return wide_resnet(28, 10, **kwargs)
 
 
-@keras.utils.register_keras_serializable(package='rigl_tf')
-class ZeroPadShortcut(keras.layers.Layer):
-  """He et al.'s parameter-free shortcut ("option A").
+def _define_zero_pad_shortcut(keras):  # pylint: disable=redefined-outer-name
+  """`ZeroPadShortcut`, derived from `keras`'s (one flavour's) Layer."""
 
-  Keeps every `strides`-th row and column and zero-pads the channels
-  symmetrically up to `filters`.
-  """
+  @keras.utils.register_keras_serializable(package='rigl_tf')
+  class ZeroPadShortcut(keras.layers.Layer):
+    """He et al.'s parameter-free shortcut ("option A").
 
-  def __init__(self, filters: int, strides: int = 2, **kwargs):
-    super().__init__(**kwargs)
-    self.filters = filters
-    self.strides = strides
+    Keeps every `strides`-th row and column and zero-pads the channels
+    symmetrically up to `filters`.
+    """
 
-  def call(self, inputs):
-    x = inputs[:, ::self.strides, ::self.strides, :]
-    extra = self.filters - x.shape[-1]
-    return tf.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+    def __init__(self, filters: int, strides: int = 2, **kwargs):
+      super().__init__(**kwargs)
+      self.filters = filters
+      self.strides = strides
 
-  def compute_output_shape(self, input_shape):
-    input_shape = tf.TensorShape(input_shape)
-    spatial = [None if d is None else -(-d // self.strides)
-               for d in input_shape[1:3]]
-    return tf.TensorShape([input_shape[0], *spatial, self.filters])
+    def call(self, inputs):
+      x = inputs[:, ::self.strides, ::self.strides, :]
+      extra = self.filters - x.shape[-1]
+      return tf.pad(
+          x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
 
-  def get_config(self):
-    return {
-        **super().get_config(), 'filters': self.filters,
-        'strides': self.strides
-    }
+    def compute_output_shape(self, input_shape):
+      spatial = [None if d is None else -(-d // self.strides)
+                 for d in tuple(input_shape)[1:3]]
+      return (input_shape[0], *spatial, self.filters)
+
+    def get_config(self):
+      return {
+          **super().get_config(), 'filters': self.filters,
+          'strides': self.strides
+      }
+
+  return ZeroPadShortcut
+
+
+zero_pad_shortcut = flavours.per_flavour(_define_zero_pad_shortcut)
+# Both flavours' classes, registered at import (for loading a saved
+# ResNet-20); the module's name is tf_keras's.
+zero_pad_shortcut(flavours.KERAS3)
+ZeroPadShortcut = zero_pad_shortcut(flavours.TF_KERAS)
 
 
 def resnet20(num_classes: int = 10,
@@ -213,8 +228,8 @@ def resnet20(num_classes: int = 10,
       residual = x
       if strides != 1 or x.shape[-1] != filters:
         if shortcut == 'zero_pad':
-          residual = ZeroPadShortcut(filters, strides,
-                                     name=f'{prefix}_0_pad')(x)
+          residual = zero_pad_shortcut()(filters, strides,
+                                         name=f'{prefix}_0_pad')(x)
         else:
           residual = _conv(x, filters, 1, f'{prefix}_0_conv', weight_decay,
                            strides=strides)

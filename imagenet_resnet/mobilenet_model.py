@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""MobileNet v1 and v2 for ImageNet as plain tf_keras Functional models.
+"""MobileNet v1 and v2 for ImageNet as Functional
+models of either Keras flavour.
 
 Both follow the `keras.applications` layouts that the RigL paper's MobileNet
 FLOP counts were made with: every stride-2 3x3 layer is an explicit
@@ -24,9 +25,11 @@ FLOPs as Keras' 1x1 convolution on the pooled features).
 
 from collections.abc import Sequence
 
-import tf_keras as keras
-
+from rigl_tf import flavours
 from rigl_tf import regularizers
+
+# The Keras flavour being built (`train_eval.keras`), looked up at each use.
+keras = flavours.BUILDING
 
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-3

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""ResNet-18/34/50/101/152 for ImageNet as plain tf_keras Functional models.
+"""ResNet-18/34/50/101/152 for ImageNet as Functional
+models of either Keras flavour.
 
 The layout is the Keras ResNet-50 that the RigL paper's FLOP counts use
 (tensorflow/tpu `models/experimental/resnet50_keras`, "ResNet v1.5"):
@@ -33,9 +34,11 @@ Convolutions have no bias (BN follows each). Layer names follow
 from collections.abc import Sequence
 import functools
 
-import tf_keras as keras
-
+from rigl_tf import flavours
 from rigl_tf import regularizers
+
+# The Keras flavour being built (`train_eval.keras`), looked up at each use.
+keras = flavours.BUILDING
 
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5

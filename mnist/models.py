@@ -15,14 +15,18 @@
 small Vision Transformer.
 
 All take a small grayscale input (28x28 MNIST, 8x8 digits) and return
-logits.
+logits. They build in the Keras flavour being built (`train_eval.keras`):
+tf_keras by default, Keras 3 inside `rigl_tf.flavours.building('keras3')`.
 """
 
 import gin
 import tensorflow as tf
-import tf_keras as keras
 
+from rigl_tf import flavours
 from rigl_tf import regularizers
+
+# The flavour being built (`flavours.keras()`), looked up at each use.
+keras = flavours.BUILDING
 
 
 @gin.configurable
@@ -39,11 +43,12 @@ def lenet_300_100(input_shape=(28, 28, 1), num_classes=10, hidden=(300, 100),
       `l2_loss` convention of RigL's MNIST code, which uses 1e-4).
 
   Returns:
-    A tf_keras Sequential model with layers fc1, fc2, logits.
+    A Sequential model with layers fc1, fc2, logits.
   """
   regularizer = regularizers.weight_decay_l2(l2)
   model = keras.Sequential(name='lenet_300_100')
-  model.add(keras.layers.Flatten(input_shape=tuple(input_shape)))
+  model.add(keras.Input(tuple(input_shape)))
+  model.add(keras.layers.Flatten())
   for i, units in enumerate(hidden):
     model.add(keras.layers.Dense(units, activation='relu', name=f'fc{i + 1}',
                                  kernel_regularizer=regularizer))
@@ -64,12 +69,13 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10):
     num_classes: number of logits.
 
   Returns:
-    A tf_keras Sequential model.
+    A Sequential model.
   """
   padding = 'valid' if min(input_shape[:2]) >= 28 else 'same'
   return keras.Sequential([
+      keras.Input(tuple(input_shape)),
       keras.layers.Conv2D(6, 5, padding='same', activation='relu',
-                          name='conv1', input_shape=tuple(input_shape)),
+                          name='conv1'),
       keras.layers.MaxPooling2D(2, name='pool1'),
       keras.layers.Conv2D(16, 5, padding=padding, activation='relu',
                           name='conv2'),
@@ -81,46 +87,58 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10):
   ], name='lenet5')
 
 
-@keras.utils.register_keras_serializable(package='rigl_tf_mnist')
-class AddPositions(keras.layers.Layer):
-  """Adds a learned embedding of each token's position (an `Embedding`)."""
+def _define_vit_layers(keras):  # pylint: disable=redefined-outer-name
+  """The ViT's custom layers, derived from `keras`'s (one flavour's) Layer."""
+  register = keras.utils.register_keras_serializable(package='rigl_tf_mnist')
 
-  def __init__(self, num_tokens, dim, **kwargs):
-    super().__init__(**kwargs)
-    self.num_tokens, self.dim = num_tokens, dim
-    self.position = keras.layers.Embedding(num_tokens, dim, name='position')
+  @register
+  class AddPositions(keras.layers.Layer):
+    """Adds a learned embedding of each token's position (an `Embedding`)."""
 
-  def call(self, tokens):
-    return tokens + self.position(tf.range(self.num_tokens))
+    def __init__(self, num_tokens, dim, **kwargs):
+      super().__init__(**kwargs)
+      self.num_tokens, self.dim = num_tokens, dim
+      self.position = keras.layers.Embedding(num_tokens, dim, name='position')
 
-  def get_config(self):
-    return {**super().get_config(), 'num_tokens': self.num_tokens,
-            'dim': self.dim}
+    def call(self, tokens):
+      return tokens + self.position(tf.range(self.num_tokens))
+
+    def get_config(self):
+      return {**super().get_config(), 'num_tokens': self.num_tokens,
+              'dim': self.dim}
+
+  @register
+  class EncoderBlock(keras.layers.Layer):
+    """A pre-norm transformer encoder block: x + MHA(LN(x)), + MLP(LN(.))."""
+
+    def __init__(self, dim, heads, mlp_dim, dropout=0.0, **kwargs):
+      super().__init__(**kwargs)
+      self.dim, self.heads, self.mlp_dim = dim, heads, mlp_dim
+      self.dropout = dropout
+      self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6, name='norm1')
+      self.attention = keras.layers.MultiHeadAttention(
+          heads, dim // heads, dropout=dropout, name='attention')
+      self.norm2 = keras.layers.LayerNormalization(epsilon=1e-6, name='norm2')
+      self.mlp1 = keras.layers.Dense(mlp_dim, activation='gelu', name='mlp1')
+      self.mlp2 = keras.layers.Dense(dim, name='mlp2')
+
+    def call(self, x, training=None):
+      y = self.norm1(x)
+      x = x + self.attention(y, y, training=training)
+      return x + self.mlp2(self.mlp1(self.norm2(x)))
+
+    def get_config(self):
+      return {**super().get_config(), 'dim': self.dim, 'heads': self.heads,
+              'mlp_dim': self.mlp_dim, 'dropout': self.dropout}
+
+  return AddPositions, EncoderBlock
 
 
-@keras.utils.register_keras_serializable(package='rigl_tf_mnist')
-class EncoderBlock(keras.layers.Layer):
-  """A pre-norm transformer encoder block: x + MHA(LN(x)), + MLP(LN(.))."""
-
-  def __init__(self, dim, heads, mlp_dim, dropout=0.0, **kwargs):
-    super().__init__(**kwargs)
-    self.dim, self.heads, self.mlp_dim = dim, heads, mlp_dim
-    self.dropout = dropout
-    self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6, name='norm1')
-    self.attention = keras.layers.MultiHeadAttention(
-        heads, dim // heads, dropout=dropout, name='attention')
-    self.norm2 = keras.layers.LayerNormalization(epsilon=1e-6, name='norm2')
-    self.mlp1 = keras.layers.Dense(mlp_dim, activation='gelu', name='mlp1')
-    self.mlp2 = keras.layers.Dense(dim, name='mlp2')
-
-  def call(self, x, training=None):
-    y = self.norm1(x)
-    x = x + self.attention(y, y, training=training)
-    return x + self.mlp2(self.mlp1(self.norm2(x)))
-
-  def get_config(self):
-    return {**super().get_config(), 'dim': self.dim, 'heads': self.heads,
-            'mlp_dim': self.mlp_dim, 'dropout': self.dropout}
+vit_layers = flavours.per_flavour(_define_vit_layers)
+# Both flavours' classes, registered at import (for loading a saved ViT);
+# the module's names are tf_keras's.
+vit_layers(flavours.KERAS3)
+AddPositions, EncoderBlock = vit_layers(flavours.TF_KERAS)
 
 
 @gin.configurable
@@ -145,7 +163,7 @@ def vit(input_shape=(8, 8, 1), num_classes=10, patch_size=2, dim=32,
     dropout: attention dropout.
 
   Returns:
-    A tf_keras Functional model.
+    A Functional model.
   """
   height, width = input_shape[:2]
   if height % patch_size or width % patch_size or dim % heads:
@@ -153,13 +171,14 @@ def vit(input_shape=(8, 8, 1), num_classes=10, patch_size=2, dim=32,
                      f'patch_size {patch_size}, and dim {dim} of heads '
                      f'{heads}.')
   num_tokens = (height // patch_size) * (width // patch_size)
+  add_positions, encoder_block = vit_layers()
   inputs = keras.Input(tuple(input_shape))
   x = keras.layers.Conv2D(dim, patch_size, strides=patch_size,
                           name='patch_embed')(inputs)
   x = keras.layers.Reshape((num_tokens, dim), name='tokens')(x)
-  x = AddPositions(num_tokens, dim, name='positions')(x)
+  x = add_positions(num_tokens, dim, name='positions')(x)
   for i in range(depth):
-    x = EncoderBlock(dim, heads, mlp_dim, dropout, name=f'block{i + 1}')(x)
+    x = encoder_block(dim, heads, mlp_dim, dropout, name=f'block{i + 1}')(x)
   x = keras.layers.LayerNormalization(epsilon=1e-6, name='norm')(x)
   x = keras.layers.GlobalAveragePooling1D(name='pool')(x)
   logits = keras.layers.Dense(num_classes, name='logits')(x)

@@ -42,6 +42,28 @@ no_dependency_tracking = (
 DelegatingTrackableMixin = tf.__internal__.tracking.DelegatingTrackableMixin
 
 
+LOSS_SCALE_OPTIMIZERS = (keras.mixed_precision.LossScaleOptimizer,
+                         keras3.optimizers.LossScaleOptimizer)
+
+
+def scaled_loss(optimizer, loss):
+  """`loss` times the loss scale of a `LossScaleOptimizer` (either flavour),
+  or `loss` for another optimizer."""
+  if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+    return optimizer.get_scaled_loss(loss)
+  if isinstance(optimizer, keras3.optimizers.LossScaleOptimizer):
+    return optimizer.scale_loss(loss)
+  return loss
+
+
+def unscaled_gradients(optimizer, grads):
+  """Gradients of a `scaled_loss`, as its optimizer's `apply_gradients`
+  takes them: tf_keras' unscales them first, Keras 3's unscales itself."""
+  if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+    return optimizer.get_unscaled_gradients(grads)
+  return grads
+
+
 def smart_cond(pred, true_fn, false_fn):
   """`tf.cond` that runs one branch in Python when `pred` is a Python bool."""
   return tf.__internal__.smart_cond.smart_cond(pred, true_fn, false_fn)
@@ -122,6 +144,27 @@ def tf_variable(variable):
   if isinstance(variable, keras3.Variable):
     return variable._value  # pylint: disable=protected-access
   return variable
+
+
+def keras3_checkpoint_view(variables, named=True, **trackables):
+  """A trackable saving Keras 3 `variables` in order, and `trackables`.
+
+  TensorFlow's checkpoint walk of Keras 3 objects misses sublayers held in
+  lists, and fails on some attribute dicts; and Keras 3's variable paths
+  number auto-named objects per process ('sgd_1'). A checkpoint of a Keras
+  3 model or optimizer saves its variables under `variables/<i>_<name>`
+  (`named`: the variable's name, e.g. 'kernel_mask', so that a checkpoint
+  of another model is refused) or `variables/<i>` (an optimizer's slots are
+  named by their model variable's path), and the named `trackables` (e.g.
+  a method's state).
+  """
+  view = tf.__internal__.tracking.AutoTrackable()
+  unique = list({id(v): v for v in variables}.values())
+  view.variables = {(f'{i}_{v.name}' if named else str(i)): tf_variable(v)
+                    for i, v in enumerate(unique)}
+  for name, trackable in trackables.items():
+    setattr(view, name, trackable)
+  return view
 
 
 def keras3_built_variables(optimizer):

@@ -24,8 +24,13 @@ same for both flavours. What differs is what Keras objects are: this module
 names the flavour of an object (`of`) and gives the classes of both
 flavours for one name (`classes('layers.Dense')`), so that the model walk,
 the FLOP rules and the slot tables are written once, for both.
+
+Model-building code that serves both flavours takes its Keras module from
+`keras()`: tf_keras, or Keras 3 inside `building('keras3')` (the trainer's
+`train_eval.keras`).
 """
 
+import contextlib
 import functools
 
 import keras as keras3
@@ -49,6 +54,69 @@ def module(flavour):
   if flavour == KERAS3:
     check_keras3_backend()
   return MODULES[flavour]
+
+
+# The flavour `keras()` gives; `building` pushes and pops.
+_BUILDING = [TF_KERAS]
+
+
+@contextlib.contextmanager
+def building(flavour):
+  """Inside, `keras()` is `flavour`'s module: models build in that flavour.
+
+  Raises:
+    ValueError: for an unknown flavour, or Keras 3 on another backend.
+  """
+  keras_module = module(flavour)
+  _BUILDING.append(flavour)
+  try:
+    yield keras_module
+  finally:
+    _BUILDING.pop()
+
+
+def keras():
+  """The Keras module models are built with: tf_keras, or Keras 3 inside
+  `building('keras3')`."""
+  return MODULES[_BUILDING[-1]]
+
+
+def current():
+  """The name of `keras()`'s flavour ('tf_keras' or 'keras3')."""
+  return _BUILDING[-1]
+
+
+class _Building:
+  """`keras()` as a module: `BUILDING.layers.Dense` is the Dense of the
+  flavour being built, looked up when the code runs."""
+
+  def __getattr__(self, name):
+    return getattr(keras(), name)
+
+  def __repr__(self):
+    return f'<the Keras being built: {current()}>'
+
+
+# Model builders write `keras = flavours.BUILDING` in place of an import.
+BUILDING = _Building()
+
+
+def per_flavour(define):
+  """`define(keras_module)` -> classes, run once per flavour; returns
+  fn() -> what it gave for `keras()`'s flavour.
+
+  For the custom layers of model builders that serve both flavours: a
+  layer class derives from one flavour's `Layer`.
+  """
+  defined = {}
+
+  def get(flavour=None):
+    name = flavour or current()
+    if name not in defined:
+      defined[name] = define(MODULES[name])
+    return defined[name]
+
+  return get
 
 
 def check_keras3_backend():

@@ -108,6 +108,12 @@ _NOT_ON_KERAS3 = {
 }
 
 
+def keras3_refusal(method_class):
+  """Why a method class cannot train a Keras 3 model, or None if it can."""
+  return next((message for cls, message in _NOT_ON_KERAS3.items()
+               if issubclass(method_class, cls)), None)
+
+
 @keras.utils.register_keras_serializable(package='rigl_tf')
 class SparseOptimizer(sparse_step.SparseStep,
                       compat.DelegatingTrackableMixin,
@@ -248,9 +254,9 @@ class Keras3SparseOptimizer(sparse_step.SparseStep,
           'Keras3SparseOptimizer wraps a Keras 3 optimizer, got '
           f'{optimizer!r}.')
     flavours.check_keras3_backend()
-    for method_class, message in _NOT_ON_KERAS3.items():
-      if isinstance(updater, method_class):
-        raise ValueError(message)
+    message = keras3_refusal(type(updater))
+    if message:
+      raise ValueError(message)
     super().__init__(learning_rate=0.0, name=f'sparse_{optimizer.name}')
     self._init_sparse(optimizer, model, updater)
     self.wrapped_optimizer = optimizer

@@ -13,7 +13,7 @@
 # limitations under the License.
 """Weight decay with the RigL code's convention, for the model builders."""
 
-import tf_keras as keras
+from rigl_tf import flavours
 
 
 def weight_decay_l2(weight_decay: float):
@@ -27,8 +27,9 @@ def weight_decay_l2(weight_decay: float):
     weight_decay: the coefficient lambda (0 or None for no decay).
 
   Returns:
-    A `keras.regularizers.L2` or None.
+    A `keras.regularizers.L2` of the flavour being built
+    (`flavours.keras()`), or None.
   """
   if not weight_decay:
     return None
-  return keras.regularizers.L2(weight_decay / 2.0)
+  return flavours.keras().regularizers.L2(weight_decay / 2.0)

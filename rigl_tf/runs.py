@@ -81,7 +81,8 @@ class SavedRun:
     if check:
       checkpoints.check_readable(path, flag)
     try:
-      status = tf.train.Checkpoint(model=self.model).restore(path)
+      status = tf.train.Checkpoint(
+          model=checkpoints.checkpointable(self.model)).restore(path)
       status.assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
       reason = ' '.join(str(e).split())[:300]

@@ -22,18 +22,13 @@ the order of the step.
 """
 
 from absl import logging
-import keras as keras3
 import tensorflow as tf
-import tf_keras as keras
 
 from rigl_tf import compat
 from rigl_tf import flavours
 from rigl_tf import layers as masked_layers
 from rigl_tf import slots
 from rigl_tf.methods import static
-
-LOSS_SCALE_OPTIMIZERS = (keras.mixed_precision.LossScaleOptimizer,
-                          keras3.optimizers.LossScaleOptimizer)
 
 
 class _UnwrapPreventer:
@@ -55,7 +50,7 @@ class SparseStep:
   def _init_sparse(self, optimizer, model, updater):
     if isinstance(optimizer, SparseStep):
       raise TypeError('SparseOptimizer cannot wrap another SparseOptimizer.')
-    if isinstance(optimizer, LOSS_SCALE_OPTIMIZERS):
+    if isinstance(optimizer, compat.LOSS_SCALE_OPTIMIZERS):
       raise TypeError(
           'SparseOptimizer cannot wrap a LossScaleOptimizer; nest them the '
           'other way: LossScaleOptimizer(SparseOptimizer(inner, model)), or '

@@ -20,6 +20,9 @@ RigL run gives the same masks from the same start in either flavour.
 """
 
 import functools
+import os
+import subprocess
+import sys
 
 from absl.testing import parameterized
 import keras as keras3
@@ -30,6 +33,7 @@ import tensorflow as tf
 import test_util
 import tf_keras
 
+from mnist import models
 from rigl_tf import compat
 from rigl_tf import flavours
 from rigl_tf import flops
@@ -369,6 +373,57 @@ class Keras3OptimizersTest(tf.test.TestCase, parameterized.TestCase):
     for (mask_1, weight_1), (mask_2, weight_2) in zip(*results):
       self.assertAllEqual(mask_1, mask_2)
       self.assertAllClose(weight_1, weight_2, atol=1e-5, rtol=0)
+
+
+class Keras3RoundTripTest(tf.test.TestCase):
+
+  def test_rigl_trained_stripped_saved_and_reloaded_in_a_fresh_process(self):
+    """The digits ViT (attention, custom layers with sublayers) in Keras 3:
+    sparsified, trained with RigL (masks moved), stripped, saved as .keras;
+    a fresh process loads it and predicts the same, bit for bit."""
+    strategy = tf.distribute.get_strategy()
+
+    def vit():
+      with flavours.building(flavours.KERAS3):
+        return models.vit((8, 8, 1), 10, dim=16, depth=1, mlp_dim=32)
+
+    updater = _drop_grow('rigl', start=0)
+    model, optimizer = test_util.build_sparse(
+        strategy, vit, 0.8, lambda: keras3.optimizers.Adam(0.01), updater)
+    counts = {mw.name: int(mw.mask.numpy().sum())
+              for mw in layers.get_masked_weights(model)}
+    # Every kernel: patches, positions, query/key/value/output, the MLP's
+    # two layers and the logits.
+    self.assertLen(counts, 9)
+    test_util.train(strategy, model, optimizer,
+                    test_util.random_data(6, batch_size=16))
+    self.assertGreater(updater.layer_connections_changed.numpy().min(), 0)
+    self.assertEqual(layers.check_invariant(model), [])
+    x = next(iter(test_util.random_data(1, batch_size=16, seed=5)))[0].numpy()
+    expected = model.predict(x, verbose=0)
+    plain = layers.strip(model)
+    self.assertEmpty(layers.get_masked_layers(plain))
+    self.assertEqual(flavours.of(plain), flavours.KERAS3)
+    directory = self.create_tempdir().full_path
+    plain.save(os.path.join(directory, 'vit.keras'))
+    np.save(os.path.join(directory, 'x.npy'), x)
+    script = (
+        'import sys, numpy as np, keras\n'
+        'from mnist import models  # registers the ViT layers\n'
+        'd = sys.argv[1]\n'
+        'm = keras.saving.load_model(f"{d}/vit.keras")\n'
+        'np.save(f"{d}/y.npy", m.predict(np.load(f"{d}/x.npy"), verbose=0))\n'
+        'print(sum(int(np.count_nonzero(w)) for w in m.get_weights()))\n')
+    result = subprocess.run(
+        [sys.executable, '-c', script, directory], cwd=test_util.ROOT,
+        env=dict(os.environ, PYTHONPATH=test_util.ROOT,
+                 TF_CPP_MIN_LOG_LEVEL='2'),
+        capture_output=True, text=True, timeout=300)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertAllEqual(np.load(os.path.join(directory, 'y.npy')), expected)
+    # The reloaded weights keep the stripped model's zeros exactly.
+    nonzero = sum(int(np.count_nonzero(w)) for w in plain.get_weights())
+    self.assertEqual(int(result.stdout.split()[-1]), nonzero)
 
 
 if __name__ == '__main__':

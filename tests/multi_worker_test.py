@@ -27,27 +27,31 @@ import test_util
 
 ROOT = test_util.ROOT
 
-# Trains a sparse MLP with SparseOptimizer and saves its masks and weights.
+# Trains a sparse MLP with SparseOptimizer, in each Keras flavour, and saves
+# its masks and weights.
 _WORKER = textwrap.dedent("""
     import sys
     import numpy as np
     import tensorflow as tf
-    import tf_keras as keras
+    from rigl_tf import flavours
     from rigl_tf import layers
     import test_util
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
-    model, optimizer = test_util.build_sparse(
-        strategy, test_util.small_mlp, 0.9,
-        lambda: keras.optimizers.SGD(0.05, momentum=0.9), seed=3)
-    test_util.train(strategy, model, optimizer,
-                    test_util.random_data(20, batch_size=32))
     arrays = {}
-    for mw in layers.get_masked_weights(model):
-      arrays[mw.name + '/mask'] = mw.mask.numpy()
-      arrays[mw.name + '/weight'] = mw.weight.numpy()
-    arrays['step'] = np.array(int(optimizer.iterations.numpy()))
+    for flavour in flavours.NAMES:
+      keras = flavours.module(flavour)
+      model, optimizer = test_util.build_sparse(
+          strategy, lambda: test_util.small_mlp(flavour=flavour), 0.9,
+          lambda: keras.optimizers.SGD(0.05, momentum=0.9), seed=3)
+      assert flavours.of(model) == flavours.of(optimizer) == flavour
+      test_util.train(strategy, model, optimizer,
+                      test_util.random_data(20, batch_size=32))
+      for mw in layers.get_masked_weights(model):
+        arrays[f'{flavour}/{mw.name}/mask'] = mw.mask.numpy()
+        arrays[f'{flavour}/{mw.name}/weight'] = mw.weight.numpy()
+      arrays[f'{flavour}/step'] = np.array(int(optimizer.iterations.numpy()))
     np.savez(sys.argv[1], **arrays)
 """)
 
@@ -76,7 +80,8 @@ _SCRIPT_WORKER = textwrap.dedent("""
 
 class MultiWorkerTest(tf.test.TestCase):
 
-  def test_two_workers_end_with_identical_masks_and_weights(self):
+  def test_two_workers_end_with_identical_masks_and_weights_in_both_flavours(
+      self):
     script = os.path.join(self.get_temp_dir(), 'worker.py')
     with open(script, 'w') as f:
       f.write(_WORKER)
@@ -87,13 +92,14 @@ class MultiWorkerTest(tf.test.TestCase):
     for rc, _, err in results:
       self.assertEqual(rc, 0, err[-3000:])
     first, second = (np.load(path) for path in outputs)
-    self.assertEqual(int(first['step']), 20)
+    for flavour in ('tf_keras', 'keras3'):
+      self.assertEqual(int(first[f'{flavour}/step']), 20)
     self.assertEqual(sorted(first.files), sorted(second.files))
     for name in first.files:
       # Bit-identical: both workers apply the same all-reduced update.
       self.assertAllEqual(first[name], second[name], msg=name)
     masks = [n for n in first.files if n.endswith('/mask')]
-    self.assertLen(masks, 3)
+    self.assertLen(masks, 6)  # 3 in each flavour.
     for name in masks:
       weight = first[name.replace('/mask', '/weight')]
       self.assertEqual(np.count_nonzero(weight * (1 - first[name])), 0)
@@ -101,7 +107,10 @@ class MultiWorkerTest(tf.test.TestCase):
   def test_train_eval_rigl_identical_masks_chief_writes_and_resume(self):
     # The task script under two workers, RigL on the digits: masks move at
     # steps 50, 100, 150 and end identical on both workers; only the chief
-    # writes; a second run resumes both from the chief's checkpoint.
+    # writes; a second run resumes both from the chief's checkpoint. In
+    # Keras 3, whose checkpoints save variables by position (the trainer's
+    # only flavour-specific part; the test above trains both flavours on
+    # two workers, trainer_test.py resumes both on two replicas).
     worker = os.path.join(self.get_temp_dir(), 'script_worker.py')
     with open(worker, 'w') as f:
       f.write(_SCRIPT_WORKER)
@@ -117,6 +126,7 @@ class MultiWorkerTest(tf.test.TestCase):
                                          'quickstart_digits.gin'),
           f'--output_dir={output_dir}', '--strategy=multi_worker',
           "--gin_bindings=train_eval.method = 'rigl'",
+          "--gin_bindings=train_eval.keras = 'keras3'",
           '--gin_bindings=RigL.update_frequency = 50',
           '--gin_bindings=RigL.end_step = 150',
           f'--gin_bindings=train_eval.train_steps = {steps}',

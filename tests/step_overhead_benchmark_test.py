@@ -27,8 +27,10 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'benchmarks', 'step_overhead.py')
-STEP_CASES = ['dense', 'tfmot', 'static', 'set', 'snfs', 'rigl', 'gmp',
-              'granet']
+# --methods=static,rigl (the other methods run the same step code) and the
+# Keras 3 cases (--keras3_methods' default: static, rigl).
+STEP_CASES = ['dense', 'tfmot', 'static', 'rigl', 'keras3_dense',
+              'keras3_static', 'keras3_rigl']
 
 
 def _run(*args):
@@ -54,7 +56,7 @@ class StepCasesTest(unittest.TestCase):
     # A 16-input LeNet-300-100, batch 4, ΔT = 3, one timed round.
     cls.returncode, cls.stdout, cls.stderr, cls.result = _run(
         '--model=lenet_300_100', '--batch=4', '--image_size=4',
-        '--delta_t=3', '--rounds=1', '--threads=1')
+        '--delta_t=3', '--rounds=1', '--threads=1', '--methods=static,rigl')
 
   def test_runs_and_writes_every_case(self):
     self.assertEqual(self.returncode, 0, self.stderr[-2000:])
@@ -70,17 +72,20 @@ class StepCasesTest(unittest.TestCase):
         self.assertTrue(math.isfinite(row[key]) and row[key] > 0,
                         (name, key, row[key]))
       self.assertIsNotNone(row['loss'], name)  # Trained, finite loss.
-      for ref in ('dense', 'tfmot'):
+      own = 'keras3_dense' if name.startswith('keras3_') else 'dense'
+      for ref, key in (('dense', 'dense'), ('tfmot', 'tfmot'),
+                       (own, 'own_dense')):
         self.assertAlmostEqual(
-            row[f'step_vs_{ref}'], row['step_ms'] / cases[ref]['step_ms'])
+            row[f'step_vs_{key}'], row['step_ms'] / cases[ref]['step_ms'])
         self.assertAlmostEqual(
-            row[f'amortised_vs_{ref}'],
+            row[f'amortised_vs_{key}'],
             row['amortised_ms'] / cases[ref]['amortised_ms'])
     # A round is one update step and ΔT - 1 other steps.
     for row in cases.values():
       self.assertAlmostEqual(
           row['amortised_ms'], (row['update_step_ms'] + 2 * row['step_ms']) / 3)
     self.assertEqual(cases['dense']['step_vs_dense'], 1.0)
+    self.assertEqual(cases['keras3_dense']['step_vs_own_dense'], 1.0)
     self.assertEqual(cases['tfmot']['amortised_vs_tfmot'], 1.0)
 
   def test_table_ends_with_the_ratios(self):

@@ -212,12 +212,14 @@ class ExactResumeTest(tf.test.TestCase, parameterized.TestCase):
     # 'mirrored' = 2 logical CPUs, also on a machine with one GPU.
     self.enter_context(test_util.mirrored_is_two_cpus())
 
-  @parameterized.parameters('default', 'mirrored')
-  def test_interrupted_run_equals_uninterrupted_run(self, strategy):
+  @parameterized.parameters(('default', 'tf_keras'), ('mirrored', 'tf_keras'),
+                            ('mirrored', 'keras3'))
+  def test_interrupted_run_equals_uninterrupted_run(self, strategy, flavour):
     # RigL, so that updater state (ever-active masks, drop fraction) must be
     # restored too; a constant learning rate, so that a shorter first run
     # has the same schedule.
-    bindings = ["train_eval.method = 'rigl'", 'train_eval.sparsity = 0.9',
+    bindings = [f"train_eval.keras = '{flavour}'",
+                "train_eval.method = 'rigl'", 'train_eval.sparsity = 0.9',
                 "make_optimizer.schedule = 'constant'",
                 'RigL.update_frequency = 15', 'RigL.end_step = 90',
                 'train_eval.checkpoint_every = 60', 'train_eval.log_every = 10']
@@ -240,8 +242,13 @@ class ExactResumeTest(tf.test.TestCase, parameterized.TestCase):
         n for n in reader_b.get_variable_to_shape_map()
         if n.startswith(('model/', 'optimizer/'))))
     # Masks, weights, momentum slots, step and updater state: bit for bit.
-    self.assertTrue(any('optimizer/_variables/' in n for n in names))
-    self.assertTrue(any('mask_updater/_ever_active' in n for n in names))
+    slots, state = {
+        'tf_keras': ('optimizer/_variables/', 'mask_updater/_ever_active'),
+        'keras3': ('optimizer/variables/0/',
+                   'optimizer/method/_ever_active/')}[flavour]
+    self.assertTrue(any(slots in n for n in names))
+    self.assertTrue(any(state in n for n in names))
+    self.assertLen([n for n in names if 'mask' in n and 'model/' in n], 3)
     for name in names:
       self.assertAllEqual(reader_a.get_tensor(name), reader_b.get_tensor(name),
                           msg=name)

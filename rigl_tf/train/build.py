@@ -30,6 +30,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from rigl_tf import data
+from rigl_tf import flavours
 from rigl_tf import layers as masked_layers
 from rigl_tf import masks as masks_lib
 from rigl_tf import optimizers as optimizers_lib
@@ -126,10 +127,20 @@ def build_model(config, info, sparse):
 
   Returns:
     The built model.
+
+  Raises:
+    UserError: for a model of another flavour than `train_eval.keras`.
   """
-  with dtype_policy(config.mixed_precision):
+  with flavours.building(config.keras), dtype_policy(config.mixed_precision,
+                                                      config.keras):
     model = config.model_fn(input_shape=info.input_shape,
                             num_classes=info.num_classes)
+  if flavours.of(model) != config.keras:
+    raise UserError(
+        f'train_eval.model_fn returned a {flavours.of(model) or type(model)} '
+        f"model, and train_eval.keras is '{config.keras}': build the model "
+        'with rigl_tf.flavours.keras() (the flavour being built), or set '
+        'train_eval.keras to its flavour.')
   if sparse:
     # The mask wrappers are built under float32: built under a mixed
     # policy they would make their masks 16-bit (they take the dtype of
@@ -168,12 +179,13 @@ def optimizer_stack(inner, model, updater, mixed_precision):
   """`SparseOptimizer` around `inner` (sparse methods), loss-scaled for fp16.
 
   float16 gradients underflow without loss scaling; bfloat16's range is
-  float32's and needs none.
+  float32's and needs none. The LossScaleOptimizer is `inner`'s flavour's.
   """
   optimizer = (optimizers_lib.SparseOptimizer(inner, model, updater)
                if updater.sparse else inner)
   if mixed_precision == 'float16':
-    optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+    keras_module = flavours.module(flavours.of(inner))
+    optimizer = keras_module.mixed_precision.LossScaleOptimizer(optimizer)
   return optimizer
 
 
@@ -185,7 +197,7 @@ def build(strategy, info, config):
     sparsities).
   """
   with strategy.scope():
-    keras.utils.set_random_seed(config.seed)
+    flavours.module(config.keras).utils.set_random_seed(config.seed)
     updater = make_updater(config)
     model = build_model(config, info, updater.sparse)
     planned = init_masks(model, updater, config) if updater.sparse else {}
@@ -197,27 +209,29 @@ def build(strategy, info, config):
       raise UserError(str(e)) from e
     inner, lr_schedule = learning_rate.make_optimizer(
         config.train_steps, batch_size=config.batch_size,
-        steps_multiplier=config.training_steps_multiplier)
+        steps_multiplier=config.training_steps_multiplier,
+        flavour=config.keras)
     optimizer = optimizer_stack(inner, model, updater, config.mixed_precision)
   return model, train_model, optimizer, updater, lr_schedule, planned
 
 
 @contextlib.contextmanager
-def dtype_policy(mixed_precision):
+def dtype_policy(mixed_precision, flavour=flavours.TF_KERAS):
   """Builds the model's layers under the mixed-precision policy.
 
-  Layers take the global policy when they are created: it is set for the
-  build only, so that it does not leak into later runs in the process.
-  Variables (kernels, masks) stay float32; only the computation is cast.
+  Layers take the global policy (of their flavour) when they are created:
+  it is set for the build only, so that it does not leak into later runs in
+  the process. Variables (kernels, masks) stay float32; only the
+  computation is cast.
   """
-  previous = keras.mixed_precision.global_policy()
+  mixed = flavours.module(flavour).mixed_precision
+  previous = mixed.global_policy()
   if mixed_precision:
-    keras.mixed_precision.set_global_policy(
-        config_lib.MIXED_PRECISION[mixed_precision])
+    mixed.set_global_policy(config_lib.MIXED_PRECISION[mixed_precision])
   try:
     yield
   finally:
-    keras.mixed_precision.set_global_policy(previous)
+    mixed.set_global_policy(previous)
 
 
 def eval_dataset(config):

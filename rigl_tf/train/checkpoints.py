@@ -27,9 +27,28 @@ import sys
 from absl import logging
 import tensorflow as tf
 
+from rigl_tf import compat
 from rigl_tf import data
+from rigl_tf import flavours
+from rigl_tf import optimizers as optimizers_lib
 from rigl_tf.errors import UserError
 from rigl_tf.train import loop as loop_lib
+
+
+def checkpointable(obj):
+  """What a checkpoint saves of a model or an optimizer stack.
+
+  A tf_keras object itself. Of a Keras 3 one, its variables in order (the
+  optimizer's with its method's state): build the optimizer first, its
+  slots are variables too (`compat.keras3_checkpoint_view`).
+  """
+  if not flavours.is_keras3(obj):
+    return obj
+  if not isinstance(obj, flavours.classes('optimizers.Optimizer')):
+    return compat.keras3_checkpoint_view(obj.variables)
+  sparse = optimizers_lib.find_sparse_optimizer(obj)
+  state = {} if sparse is None else {'method': sparse.updater}
+  return compat.keras3_checkpoint_view(obj.variables, named=False, **state)
 
 
 def _read_error(path):
@@ -259,6 +278,13 @@ def restore_or_start(strategy, info, trackables, save_dir, restore_dir, keep,
     (a `Checkpointer`, the training iterator, the restored path or None).
   """
   latest = latest_complete(restore_dir)
+  optimizer = trackables['optimizer']
+  if latest or flavours.is_keras3(optimizer):
+    # Before a restore, and before a Keras 3 optimizer's variables are read.
+    with strategy.scope():
+      optimizer.build(variables)
+  trackables = {name: checkpointable(value)
+                for name, value in trackables.items()}
   iterator = None
   if (data.checkpoint_input_position(info)
       and not loop_lib.uses_distributed_dataset(strategy)
@@ -267,8 +293,6 @@ def restore_or_start(strategy, info, trackables, save_dir, restore_dir, keep,
   checkpointer = Checkpointer(trackables, save_dir, keep, step_counter,
                               iterator)
   if latest:
-    with strategy.scope():
-      trackables['optimizer'].build(variables)
     status = restore(checkpointer.manager.checkpoint, latest, check=False)
     _warn_unused(status, latest)
   if iterator is None:

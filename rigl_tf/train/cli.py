@@ -119,6 +119,9 @@ def help_text(script_doc, models=()):
       f'  train_eval.dataset: {", ".join(data.DATASETS)} (digits works '
       'offline; the others download, imagenet2012 reads its manual_dir)',
       f'  train_eval.model_fn: {", ".join("@" + m for m in models)}',
+      "  train_eval.keras: 'tf_keras' (the default: tfmot_gmp and gem_miner "
+      "need it, as TFMOT needs Keras 2) or 'keras3' (Keras 3 on TensorFlow; "
+      'every task model builds in both; see docs/keras3.md)',
       f'  make_optimizer.name: {", ".join(learning_rate.OPTIMIZERS)}',
       f'  make_optimizer.schedule: {", ".join(learning_rate.SCHEDULES)}',
       f'  init_masks.weight_scaling: {", ".join(masks.WEIGHT_SCALINGS)} '
@@ -127,7 +130,8 @@ def help_text(script_doc, models=()):
   for prefix, fn, fn_skip in (
       # The fields the flags set are not gin's to bind.
       ('train_eval', config_lib.RunConfig, config_lib.FLAG_FIELDS),
-      ('make_optimizer', learning_rate.make_optimizer, ('train_steps',)),
+      ('make_optimizer', learning_rate.make_optimizer,
+       ('train_steps', 'flavour')),
       ('init_masks', masks.init_masks, ('seed',)),
       ('RigL', drop_grow.DropGrowUpdater.__init__, ('self', 'name'))):
     lines += [f'  {prefix}.{line}' for line in _gin_defaults(fn, fn_skip)]

@@ -31,6 +31,8 @@ import gin
 import tensorflow as tf
 
 from rigl_tf import distributions
+from rigl_tf import flavours
+from rigl_tf import optimizers
 from rigl_tf import strategies
 from rigl_tf.errors import UserError
 from rigl_tf.methods import registry
@@ -153,7 +155,12 @@ class RunConfig:
     data_dir: tfds data_dir.
     manual_dir: tfds manual_dir (ImageNet archives).
     tpu: TPU address for strategy 'tpu'.
-    model_fn: fn(input_shape=, num_classes=) -> tf_keras model (gin).
+    model_fn: fn(input_shape=, num_classes=) -> a model of the `keras`
+      flavour (gin); the task models build in the flavour being built
+      (`rigl_tf.flavours.keras()`).
+    keras: the Keras flavour of the model and optimizer: 'tf_keras'
+      (Keras 2, the default: TFMOT's tfmot_gmp and Gem-Miner need it) or
+      'keras3' (Keras 3 on the TensorFlow backend).
     dataset: tfds dataset name.
     input_shape: the model's (height, width, channels) where the dataset's
       images vary in size and the pipeline resizes them (ImageNet).
@@ -194,6 +201,7 @@ class RunConfig:
   manual_dir: Optional[str] = None
   tpu: Optional[str] = None
   model_fn: Optional[Callable] = None
+  keras: str = flavours.TF_KERAS
   dataset: str = 'digits'
   input_shape: Optional[Sequence[int]] = None
   train_steps: int = 1000
@@ -258,6 +266,17 @@ def _check_choices(config):
     distributions.check_sparsity(config.sparsity, 'train_eval.sparsity')
   except ValueError as e:
     raise UserError(str(e)) from e
+  if config.keras not in flavours.NAMES:
+    raise UserError(f'Unknown train_eval.keras {config.keras!r}; choose one '
+                    f'of {", ".join(repr(n) for n in flavours.NAMES)}.')
+  if config.keras == flavours.KERAS3:
+    try:
+      flavours.check_keras3_backend()
+    except ValueError as e:
+      raise UserError(str(e)) from e
+    refusal = optimizers.keras3_refusal(registry.get_class(config.method))
+    if refusal:
+      raise UserError(f"train_eval.keras = 'keras3': {refusal}")
   if config.distribution not in distributions.DISTRIBUTIONS:
     raise UserError(
         f'Unknown sparsity distribution {config.distribution!r}; choose one '

@@ -74,7 +74,8 @@ def make_evaluate(strategy, model, dataset, num_classes):
 def eval_once(run, ckpt_path):
   """Restores `ckpt_path`, evaluates it, checks the invariant, reports."""
   model = run.model
-  checkpoints.restore(tf.train.Checkpoint(model=model), ckpt_path,
+  checkpoint = tf.train.Checkpoint(model=checkpoints.checkpointable(model))
+  checkpoints.restore(checkpoint, ckpt_path,
                       '--eval_once_ckpt').expect_partial()
   result = run.evaluate()
   flops_numbers, _ = report_lib.flops_report(model, run.updater,
@@ -108,7 +109,8 @@ def continuous_eval(run):
   config = run.config
   writer = tf.summary.create_file_writer(
       os.path.join(config.output_dir, 'eval'))
-  checkpoint = tf.train.Checkpoint(model=run.model)
+  checkpoint = tf.train.Checkpoint(
+      model=checkpoints.checkpointable(run.model))
   report = {}
   for path in tf.train.checkpoints_iterator(
       config.output_dir, min_interval_secs=1, timeout=config.eval_timeout):

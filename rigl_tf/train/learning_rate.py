@@ -23,10 +23,12 @@ import math
 from typing import Sequence
 
 import gin
+import keras as keras3
 import tensorflow as tf
 import tf_keras as keras
 
 from rigl_tf import checks
+from rigl_tf import flavours
 from rigl_tf.errors import UserError
 
 
@@ -76,10 +78,28 @@ class WarmupSchedule(_Schedule):
     return lr
 
 
+class _Keras3Schedule(keras3.optimizers.schedules.LearningRateSchedule):
+  """One of these schedules as a Keras 3 optimizer takes it."""
+
+  def __init__(self, schedule):
+    self.schedule = schedule
+
+  def __call__(self, step):
+    return self.schedule(tf.convert_to_tensor(step))
+
+  def get_config(self):
+    return self.schedule.get_config()
+
+
+def _schedule_for(keras_module, schedule):
+  return _Keras3Schedule(schedule) if keras_module is keras3 else schedule
+
+
 OPTIMIZERS = {
-    'sgd': lambda lr, momentum, nesterov: keras.optimizers.SGD(
-        lr, momentum=momentum, nesterov=nesterov),
-    'adam': lambda lr, momentum, nesterov: keras.optimizers.Adam(lr),
+    'sgd': lambda k, lr, momentum, nesterov: k.optimizers.SGD(
+        _schedule_for(k, lr), momentum=momentum, nesterov=nesterov),
+    'adam': lambda k, lr, momentum, nesterov: k.optimizers.Adam(
+        _schedule_for(k, lr)),
 }
 SCHEDULES = ('constant', 'cosine', 'piecewise')
 
@@ -146,11 +166,11 @@ def epoch_schedule(batch_size,
                        steps_multiplier)
 
 
-@gin.configurable(denylist=['batch_size', 'steps_multiplier'])
+@gin.configurable(denylist=['batch_size', 'steps_multiplier', 'flavour'])
 def make_optimizer(train_steps, batch_size=None, steps_multiplier=1.0,
-                   name='sgd', learning_rate=0.1, momentum=0.9,
-                   nesterov=False, schedule='constant', warmup_steps=0,
-                   boundaries=(), multipliers=(),
+                   flavour=flavours.TF_KERAS, name='sgd', learning_rate=0.1,
+                   momentum=0.9, nesterov=False, schedule='constant',
+                   warmup_steps=0, boundaries=(), multipliers=(),
                    end_learning_rate_factor=0.0, schedule_fn=None):
   """The wrapped (inner) optimizer and its learning-rate schedule.
 
@@ -160,6 +180,8 @@ def make_optimizer(train_steps, batch_size=None, steps_multiplier=1.0,
     batch_size: the global batch size (for `schedule_fn`).
     steps_multiplier: training_steps_multiplier; stretches `warmup_steps`
       and `boundaries` as it stretched `train_steps`.
+    flavour: the Keras flavour of the optimizer ('tf_keras' or 'keras3';
+      the run's `train_eval.keras`).
     name: 'sgd' or 'adam'.
     learning_rate: base learning rate.
     momentum: SGD momentum.
@@ -189,4 +211,4 @@ def make_optimizer(train_steps, batch_size=None, steps_multiplier=1.0,
         round(warmup_steps * steps_multiplier),
         [round(b * steps_multiplier) for b in boundaries], multipliers,
         end_learning_rate_factor)
-  return OPTIMIZERS[name](lr, momentum, nesterov), lr
+  return OPTIMIZERS[name](flavours.module(flavour), lr, momentum, nesterov), lr

@@ -27,6 +27,7 @@ update run in a loop traced without the update's condition
 import tensorflow as tf
 import tf_keras as keras
 
+from rigl_tf import compat
 from rigl_tf import optimizers as optimizers_lib
 
 
@@ -52,7 +53,6 @@ def _replica_step_fn(model, optimizer, num_classes, global_batch,
   loss_obj = keras.losses.CategoricalCrossentropy(
       from_logits=True, label_smoothing=label_smoothing,
       reduction=keras.losses.Reduction.NONE)
-  loss_scaling = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
 
   def replica_step(images, labels):
     trained = variables() if callable(variables) else model.trainable_variables
@@ -67,11 +67,8 @@ def _replica_step_fn(model, optimizer, num_classes, global_batch,
         extra.append(tf.cast(extra_loss(), tf.float32))
       if extra:
         loss += tf.nn.scale_regularization_loss(tf.add_n(extra))
-      if loss_scaling:
-        loss = optimizer.get_scaled_loss(loss)
-    grads = tape.gradient(loss, trained)
-    if loss_scaling:
-      grads = optimizer.get_unscaled_gradients(grads)
+      loss = compat.scaled_loss(optimizer, loss)  # float16: loss scaling.
+    grads = compat.unscaled_gradients(optimizer, tape.gradient(loss, trained))
     optimizer.apply_gradients(zip(grads, trained))
     metrics['loss'].update_state(per_example)
     metrics['accuracy'].update_state(labels, logits)
@@ -103,7 +100,7 @@ def make_train_loop(strategy, model, optimizer, num_classes, global_batch,
     strategy: the tf.distribute strategy the model was built under.
     model: the model the steps call (with training=True).
     optimizer: its optimizer stack (a `SparseOptimizer`, possibly inside a
-      `LossScaleOptimizer`, or any tf_keras optimizer).
+      `LossScaleOptimizer`, or any optimizer, of either Keras flavour).
     num_classes: number of classes.
     global_batch: global batch size.
     label_smoothing: label smoothing of the cross-entropy.
