@@ -65,6 +65,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rigl_tf import errors  # noqa: E402
+from rigl_tf import compat  # noqa: E402
 from rigl_tf import flops  # noqa: E402
 from rigl_tf import layers as masked_layers  # noqa: E402
 from rigl_tf import runs  # noqa: E402
@@ -136,8 +137,9 @@ def write_saved_model(model, path):
                       input_signature=[spec])
   module = tf.Module()
   # Track the variables, not the Keras model: saving a Keras model traces
-  # every layer's functions too (a MobileNet: 10x slower, 3x larger).
-  module.weights = list(model.weights)
+  # every layer's functions too (a MobileNet: 10x slower, 3x larger). Of a
+  # Keras 3 model, the TensorFlow variables behind its own.
+  module.weights = [compat.tf_variable(w) for w in model.weights]
   module.serve = serve
   tf.saved_model.save(module, path, signatures={'serving_default': serve})
 

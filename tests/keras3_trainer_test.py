@@ -16,8 +16,10 @@
 Every task model builds in both flavours with the same weights to mask;
 the digits quickstart and a RigL run of configs/mnist/rigl.gin reach, on
 Keras 3, the tf_keras accuracy within 1 point over 3 seeds; what Keras 3
-cannot run is refused in one line before any output. (Bit-exact resume of
-a Keras 3 run: trainer_test.py; the `.keras` round trip: flavours_test.py.)
+cannot run is refused in one line before any output; a Keras 3 run exports
+to TFLite and draws its pictures. (Bit-exact resume of a Keras 3 run:
+trainer_test.py; on two workers: multi_worker_test.py; the `.keras` round
+trip: flavours_test.py.)
 """
 
 import os
@@ -34,9 +36,11 @@ from imagenet_resnet import mobilenet_model
 from imagenet_resnet import resnet_model
 from mnist import models
 from rigl_tf import errors
+from rigl_tf import export
 from rigl_tf import flavours
 from rigl_tf import layers
 from rigl_tf import train
+from rigl_tf import visualize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, 'configs', 'mnist', 'quickstart_digits.gin')
@@ -124,6 +128,31 @@ class RefusalsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn(message, str(raised.exception))
     self.assertNotIn('\n', str(raised.exception))
     self.assertFalse(os.path.exists(output_dir))
+
+
+class ExportAndPicturesTest(tf.test.TestCase):
+
+  def test_keras3_run_exports_and_draws(self):
+    _configure(QUICKSTART, "train_eval.keras = 'keras3'",
+               "train_eval.method = 'rigl'", 'RigL.update_frequency = 50',
+               'train_eval.train_steps = 200',
+               'train_eval.checkpoint_every = 100')
+    output_dir = self.create_tempdir().full_path
+    train.train_eval(output_dir=output_dir, mode='train')
+    report = export.export_run(output_dir, quantize=('float16',))
+    files = {f['name']: f for f in report['files']}
+    self.assertEqual(sorted(files), ['saved_model', 'tflite_dense',
+                                     'tflite_sparse', 'tflite_sparse_float16'])
+    for name, row in files.items():
+      self.assertTrue(row['matches'], (name, row))
+      self.assertEqual(row['top1_agreement'], 1.0, name)
+    # 90% zeros: the sparse encoding is under a quarter of the dense file.
+    self.assertLess(files['tflite_sparse']['size_bytes'],
+                    files['tflite_dense']['size_bytes'] / 4)
+    written = [os.path.basename(p) for p in visualize.render_run(output_dir)]
+    self.assertIn('connectivity_100.png', written)
+    self.assertIn('connectivity_200.png', written)
+    self.assertIn('density_and_itop.png', written)
 
 
 class DigitsAccuracyTest(tf.test.TestCase, parameterized.TestCase):
