@@ -64,8 +64,8 @@ from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from rigl_tf import errors  # noqa: E402
 from rigl_tf import compat  # noqa: E402
+from rigl_tf import errors  # noqa: E402
 from rigl_tf import flops  # noqa: E402
 from rigl_tf import layers as masked_layers  # noqa: E402
 from rigl_tf import runs  # noqa: E402
