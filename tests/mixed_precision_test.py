@@ -74,7 +74,8 @@ class MixedPrecisionTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(
       ('float16', 'mixed_float16', 'tf_keras'),
       ('bfloat16', 'mixed_bfloat16', 'tf_keras'),
-      ('float16_keras3', 'mixed_float16', 'keras3'))
+      ('float16_keras3', 'mixed_float16', 'keras3'),
+      ('bfloat16_keras3', 'mixed_bfloat16', 'keras3'))
   def test_fit_two_replicas(self, policy, flavour):
     keras = flavours.module(flavour)
     keras.mixed_precision.set_global_policy(policy)
