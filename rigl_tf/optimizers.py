@@ -80,7 +80,6 @@ import tf_keras as keras
 from rigl_tf import compat
 from rigl_tf import flavours
 from rigl_tf import sparse_step
-from rigl_tf.methods import gem_miner
 from rigl_tf.methods import tfmot_gmp
 
 
@@ -102,9 +101,6 @@ _NOT_ON_KERAS3 = {
         'tfmot_gmp trains inside TFMOT wrappers, and TFMOT takes tf_keras '
         "(Keras 2) models only: use 'gmp', the same schedule in rigl_tf, for "
         'a Keras 3 model.'),
-    gem_miner.GemMiner: (
-        'gem_miner does not run on Keras 3 models yet (its scored layers are '
-        'tf_keras): train a tf_keras model (see docs/keras3.md).'),
 }
 
 

@@ -24,8 +24,6 @@ attention and RNNs, by hand.
 
 import math
 import os
-import subprocess
-import sys
 
 from absl.testing import parameterized
 import model_zoo
@@ -152,12 +150,7 @@ class StripSaveLoadTest(tf.test.TestCase):
         '  for name in (f"{kind}.keras", f"{kind}_saved_model"):\n'
         '    m = keras.models.load_model(f"{d}/{name}")\n'
         '    np.save(f"{d}/{name}.npy", m.predict(x, verbose=0))\n')
-    result = subprocess.run(
-        [sys.executable, '-c', script, directory], cwd=test_util.ROOT,
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [test_util.ROOT, os.path.dirname(__file__)]),
-                 TF_CPP_MIN_LOG_LEVEL='2'),
-        capture_output=True, text=True, timeout=300)
+    result = test_util.run_python(script, directory)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     for kind in model_zoo.BUILDERS:
       for name in (f'{kind}.keras', f'{kind}_saved_model'):

@@ -21,8 +21,6 @@ RigL run gives the same masks from the same start in either flavour.
 
 import functools
 import os
-import subprocess
-import sys
 
 from absl.testing import parameterized
 import keras as keras3
@@ -414,11 +412,7 @@ class Keras3RoundTripTest(tf.test.TestCase):
         'm = keras.saving.load_model(f"{d}/vit.keras")\n'
         'np.save(f"{d}/y.npy", m.predict(np.load(f"{d}/x.npy"), verbose=0))\n'
         'print(sum(int(np.count_nonzero(w)) for w in m.get_weights()))\n')
-    result = subprocess.run(
-        [sys.executable, '-c', script, directory], cwd=test_util.ROOT,
-        env=dict(os.environ, PYTHONPATH=test_util.ROOT,
-                 TF_CPP_MIN_LOG_LEVEL='2'),
-        capture_output=True, text=True, timeout=300)
+    result = test_util.run_python(script, directory)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     self.assertAllEqual(np.load(os.path.join(directory, 'y.npy')), expected)
     # The reloaded weights keep the stripped model's zeros exactly.

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests of Gem-Miner: scored layers, thresholding, search, fine-tuning."""
+"""Tests of Gem-Miner: scored layers, thresholding, search, fine-tuning,
+in both Keras flavours."""
 
 import json
 import math
@@ -28,6 +29,7 @@ from cifar_wrn import wrn_model
 from mnist import models
 from rigl_tf import data
 from rigl_tf import errors
+from rigl_tf import flavours
 from rigl_tf import layers as masked_layers
 from rigl_tf import masks
 from rigl_tf import methods
@@ -181,11 +183,12 @@ class ThresholdingTest(tf.test.TestCase):
     np.testing.assert_array_equal(kept[1], again[1])
 
 
-def _config(output_dir, seed=0, sparsity=0.8, model_fn=None):
+def _config(output_dir, seed=0, sparsity=0.8, model_fn=None,
+            flavour='tf_keras'):
   return config_lib.resolve(train.RunConfig(
       output_dir=output_dir, method='gem_miner', dataset='digits',
       model_fn=model_fn or _small_mlp, batch_size=32, eval_batch_size=360,
-      sparsity=sparsity, seed=seed, quiet=True))
+      sparsity=sparsity, seed=seed, quiet=True, keras=flavour))
 
 
 class FineTuneMaskTest(tf.test.TestCase):
@@ -259,12 +262,14 @@ def _small_miner(**overrides):
 
 
 def _small_mlp(input_shape, num_classes):
+  # In the flavour being built (train_eval.keras).
   return test_util.small_mlp(input_shape=input_shape, hidden=(32, 16),
-                             num_classes=num_classes)
+                             num_classes=num_classes,
+                             flavour=flavours.current())
 
 
 def _search_run(strategy, output_dir, miner=None, on_epoch_end=None,
-                sparsity=0.8, model_fn=_small_mlp):
+                sparsity=0.8, model_fn=_small_mlp, flavour='tf_keras'):
   """A Gem-Miner run; `on_epoch_end(epoch, model)` after search epochs."""
 
   def hook(phase, epoch, model):
@@ -272,7 +277,8 @@ def _search_run(strategy, output_dir, miner=None, on_epoch_end=None,
       on_epoch_end(epoch, model)
 
   return gem_miner_runner.run(
-      _config(output_dir, sparsity=sparsity, model_fn=model_fn), strategy,
+      _config(output_dir, sparsity=sparsity, model_fn=model_fn,
+              flavour=flavour), strategy,
       data.get_info('digits'), miner=miner or _small_miner(),
       on_epoch_end=hook)
 
@@ -394,6 +400,42 @@ class SearchTest(tf.test.TestCase):
     state = _final_search_state(resumed)
     for name, value in expected.items():
       np.testing.assert_array_equal(state[name], value, err_msg=name)
+
+
+class Keras3Test(tf.test.TestCase):
+
+  def test_keras3_search_and_fine_tuning_give_tf_keras_results(self):
+    """The same run in Keras 3: the same flags after every search epoch,
+    the same gem, fine-tuned with its invariant, and its accuracy."""
+    results = {}
+    for flavour in flavours.NAMES:
+      flags = []
+
+      def record(epoch, model, flags=flags, flavour=flavour):
+        del epoch
+        self.assertEqual(flavours.of(model), flavour)
+        layers = scored_lib.get_scored_layers(model)
+        self.assertLen(layers, 3)
+        self.assertEqual({flavours.of(layer) for layer in layers}, {flavour})
+        flags.append([layer.flag.numpy()
+                      for layer in scored_lib.get_scored_layers(model)])
+
+      report = _search_run(
+          tf.distribute.get_strategy(), self.create_tempdir().full_path,
+          miner=_small_miner(finetune_epochs=1),
+          on_epoch_end=record, flavour=flavour)
+      results[flavour] = report, flags
+    (tf_report, tf_flags), (k3_report, k3_flags) = (
+        results['tf_keras'], results['keras3'])
+    self.assertEqual([h['flagged'] for h in k3_report['search']],
+                     [2720, 1591, 1591, 931, 931, 544, 544])
+    for tf_epoch, k3_epoch in zip(tf_flags, k3_flags, strict=True):
+      for tf_flag, k3_flag in zip(tf_epoch, k3_epoch, strict=True):
+        self.assertAllEqual(tf_flag, k3_flag)
+    self.assertEqual(k3_report['masks'], tf_report['masks'])
+    self.assertAlmostEqual(k3_report['accuracy'], tf_report['accuracy'],
+                           delta=0.01)
+    self.assertGreater(k3_report['accuracy'], 0.5)
 
 
 class TrainEvalDispatchTest(tf.test.TestCase):

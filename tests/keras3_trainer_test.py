@@ -111,8 +111,6 @@ class RefusalsTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(
       ('tfmot_gmp', ["train_eval.method = 'tfmot_gmp'"],
        "train_eval.keras = 'keras3': tfmot_gmp trains inside TFMOT wrappers"),
-      ('gem_miner', ["train_eval.method = 'gem_miner'"],
-       "train_eval.keras = 'keras3': gem_miner does not run on Keras 3"),
       ('unknown_flavour', ["train_eval.keras = 'keras2'"],
        "Unknown train_eval.keras 'keras2'; choose one of 'tf_keras', "
        "'keras3'"),

@@ -44,10 +44,11 @@ from typing import Optional, Sequence
 import gin
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from rigl_tf import checks
+from rigl_tf import compat
 from rigl_tf import distributions
+from rigl_tf import flavours
 from rigl_tf import layers as masked_layers
 from rigl_tf import rng
 from rigl_tf.flops import cost
@@ -203,15 +204,17 @@ def to_masked_model(model, layer_masks, kernels=None):
       model, "Gem-Miner's to_masked_model()",
       'In a subclassed model, wrap layers with rigl_tf.layers.MaskedLayer.')
 
+  keras_module = flavours.module(flavours.of(model))
+
   def clone_fn(layer):
-    if isinstance(layer, keras.Model):
-      return keras.models.clone_model(layer, clone_function=clone_fn)
-    if isinstance(layer, scored.ScoredLayer):
+    if isinstance(layer, keras_module.Model):
+      return keras_module.models.clone_model(layer, clone_function=clone_fn)
+    if isinstance(layer, scored.SCORED_LAYER_CLASSES):
       return masked_layers.MaskedLayer(
           scored.layer_copy(layer.layer, trainable=True))
     return scored.layer_copy(layer)
 
-  new_model = keras.models.clone_model(model, clone_function=clone_fn)
+  new_model = keras_module.models.clone_model(model, clone_function=clone_fn)
   if not new_model.built:
     new_model.build(model.input_shape)
   scored_layers = scored.get_scored_layers(model)
@@ -231,10 +234,10 @@ def _copy_unscored_weights(source, target):
   targets = {layer.name: layer for layer in target.layers}
   for layer in source.layers:
     other = targets.get(layer.name)
-    if (other is None or isinstance(layer, scored.ScoredLayer)
+    if (other is None or isinstance(layer, scored.SCORED_LAYER_CLASSES)
         or not layer.weights):
       continue
-    if isinstance(layer, keras.Model):
+    if isinstance(layer, flavours.classes('Model')):
       _copy_unscored_weights(layer, other)
     else:
       other.set_weights(layer.get_weights())
@@ -410,7 +413,8 @@ def clip_scores_fn(strategy, scored_layers):
 
   def after_step():
     for layer in scored_layers:
-      strategy.extended.update(layer.score, clip, group=False)
+      strategy.extended.update(compat.tf_variable(layer.score), clip,
+                               group=False)
 
   return after_step
 

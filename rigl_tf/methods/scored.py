@@ -16,16 +16,20 @@
 `ScoredLayer` wraps a Dense or Conv2D whose weights never train: the forward
 pass uses w * 1[p > 0.5] * flag (`quantized`, with a straight-through
 gradient to the score p) or w * p * flag. `scored_model` turns a model into
-one ready for Gem-Miner's search (`methods.gem_miner`).
+one ready for Gem-Miner's search (`methods.gem_miner`). Both Keras flavours:
+the tf_keras `ScoredLayer` and `Keras3ScoredLayer` share `_Scoring`.
 """
 
 import math
 
+import keras as keras3
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from rigl_tf import checks
+from rigl_tf import compat
+from rigl_tf import flavours
 from rigl_tf import layers as masked_layers
 from rigl_tf import rng
 
@@ -96,7 +100,7 @@ def initial_scores(shape, kind, seed, index):
 
 def _call_with_kernel(layer, inputs, kernel):
   """`layer`'s forward pass with `kernel` in place of its own kernel."""
-  if isinstance(layer, keras.layers.Dense):
+  if isinstance(layer, flavours.classes('layers.Dense')):
     rank = inputs.shape.rank
     if rank == 2:
       outputs = tf.matmul(inputs, kernel)
@@ -107,37 +111,27 @@ def _call_with_kernel(layer, inputs, kernel):
     outputs = layer.convolution_op(inputs, kernel)
     data_format = 'NHWC' if layer.data_format == 'channels_last' else 'NCHW'
   if layer.use_bias:
-    outputs = tf.nn.bias_add(outputs, layer.bias, data_format=data_format)
+    outputs = tf.nn.bias_add(outputs, tf.cast(layer.bias, outputs.dtype),
+                             data_format=data_format)
   if layer.activation is not None:
     outputs = layer.activation(outputs)
   return outputs
 
 
 def is_scorable(layer):
-  """Whether `ScoredLayer` can wrap `layer` (Dense and plain Conv2D)."""
-  if isinstance(layer, keras.layers.Dense):
+  """Whether `ScoredLayer` can wrap `layer` (Dense and plain Conv2D, of
+  either Keras flavour)."""
+  if isinstance(layer, flavours.classes('layers.Dense')):
     return True
-  return isinstance(layer, keras.layers.Conv2D) and not isinstance(
-      layer, (keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
-              keras.layers.Conv2DTranspose))
+  return isinstance(layer, flavours.classes('layers.Conv2D')) and not (
+      isinstance(layer, flavours.classes(
+          'layers.DepthwiseConv2D', 'layers.SeparableConv2D',
+          'layers.Conv2DTranspose')))
 
 
-@keras.utils.register_keras_serializable(package='rigl_tf')
-class ScoredLayer(keras.layers.Wrapper):
-  """A Dense/Conv2D with frozen weights, a score per weight and a flag.
-
-  The forward pass uses the kernel w * 1[p > 0.5] * flag with a
-  straight-through gradient to p (`quantized=True`), or w * p * flag. The
-  wrapped layer (kernel and bias) is not trainable; `score` is the only
-  trainable variable. `flag` is permanent: iterative thresholding clears
-  flags and nothing sets them again.
-
-  Attributes:
-    layer: the wrapped layer.
-    score: the trainable scores, same shape as the kernel.
-    flag: the non-trainable 0/1 flags, same shape as the kernel.
-    index: the layer's position in the model (keys its random scores).
-  """
+class _Scoring:
+  """What a scored layer of either Keras flavour does; the flavour's class
+  adds the base class (its Wrapper), `_add_score_weights` and `build`."""
 
   def __init__(self, layer, quantized=True, score_init='unif',
                weight_init='signed_constant', seed=0, index=0, **kwargs):
@@ -148,7 +142,7 @@ class ScoredLayer(keras.layers.Wrapper):
     checks.check_choice(score_init, SCORE_INITS, 'score init')
     checks.check_choice(weight_init, WEIGHT_INITS, 'weight init')
     kwargs.setdefault('name', layer.name)
-    super().__init__(layer, **kwargs)
+    super().__init__(layer, **kwargs)  # The flavour's Wrapper.
     self.quantized = bool(quantized)
     self.score_init = score_init
     self.weight_init = weight_init
@@ -156,26 +150,15 @@ class ScoredLayer(keras.layers.Wrapper):
     self.index = int(index)
     self.layer.trainable = False
 
-  def build(self, input_shape):
-    if not self.layer.built:
-      with tf.name_scope(self.layer.name):
-        self.layer.build(input_shape)
-      self.layer.built = True
+  def _build_scores(self):
+    """Signed-constant kernel (by default), then the scores and flags."""
     kernel = self.layer.kernel
     if self.weight_init == 'signed_constant':
-      kernel.assign(signed_constant(kernel))
-    shape = kernel.shape
-    self.score = self.add_weight(
-        name='score', shape=shape, dtype=tf.float32, trainable=True,
-        initializer=lambda shape, dtype=None: initial_scores(
+      kernel.assign(signed_constant(compat.tf_variable(kernel)))
+    shape = tuple(kernel.shape)
+    self.score, self.flag = self._add_score_weights(
+        shape, lambda shape, dtype=None: initial_scores(
             shape, self.score_init, self.seed, self.index))
-    self.flag = self.add_weight(
-        name='flag', shape=shape, dtype=tf.float32, initializer='ones',
-        trainable=False,
-        # Flags change only in cross-replica context (the thresholding).
-        synchronization=tf.VariableSynchronization.ON_WRITE,
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    super().build(input_shape)
 
   @property
   def kernel(self):
@@ -183,10 +166,10 @@ class ScoredLayer(keras.layers.Wrapper):
 
   def gate(self):
     """The multiplier of the kernel: 1[p > 0.5] * flag, or p * flag."""
-    scores = self.score
+    scores = tf.convert_to_tensor(compat.tf_variable(self.score))
     if self.quantized:
-      scores = straight_through_round(tf.convert_to_tensor(scores))
-    return scores * self.flag
+      scores = straight_through_round(scores)
+    return scores * tf.convert_to_tensor(compat.tf_variable(self.flag))
 
   def rounded_mask(self):
     """flag * 1[p > 0.5] (a tensor, no gradient)."""
@@ -194,7 +177,8 @@ class ScoredLayer(keras.layers.Wrapper):
 
   def call(self, inputs):
     # Read in the compute dtype (float16 under a mixed policy).
-    kernel = tf.convert_to_tensor(self.layer.kernel)
+    kernel = tf.cast(compat.tf_variable(self.layer.kernel),
+                     self.compute_dtype)
     kernel = kernel * tf.cast(self.gate(), kernel.dtype)
     return _call_with_kernel(self.layer, inputs, kernel)
 
@@ -205,6 +189,75 @@ class ScoredLayer(keras.layers.Wrapper):
     return {**super().get_config(), 'quantized': self.quantized,
             'score_init': self.score_init, 'weight_init': self.weight_init,
             'seed': self.seed, 'index': self.index}
+
+
+@keras.utils.register_keras_serializable(package='rigl_tf')
+class ScoredLayer(_Scoring, keras.layers.Wrapper):
+  """A Dense/Conv2D with frozen weights, a score per weight and a flag.
+
+  The forward pass uses the kernel w * 1[p > 0.5] * flag with a
+  straight-through gradient to p (`quantized=True`), or w * p * flag. The
+  wrapped layer (kernel and bias) is not trainable; `score` is the only
+  trainable variable. `flag` is permanent: iterative thresholding clears
+  flags and nothing sets them again. For a Keras 3 layer, `ScoredLayer(...)`
+  makes a `Keras3ScoredLayer`.
+
+  Attributes:
+    layer: the wrapped layer.
+    score: the trainable scores, same shape as the kernel.
+    flag: the non-trainable 0/1 flags, same shape as the kernel.
+    index: the layer's position in the model (keys its random scores).
+  """
+
+  def __new__(cls, layer=None, *args, **kwargs):
+    if cls is ScoredLayer and flavours.is_keras3(layer):
+      return Keras3ScoredLayer(layer, *args, **kwargs)
+    return super().__new__(cls, layer, *args, **kwargs)
+
+  def _add_score_weights(self, shape, initializer):
+    score = self.add_weight(
+        name='score', shape=shape, dtype=tf.float32, trainable=True,
+        initializer=initializer)
+    flag = self.add_weight(
+        name='flag', shape=shape, dtype=tf.float32, initializer='ones',
+        trainable=False,
+        # Flags change only in cross-replica context (the thresholding).
+        synchronization=tf.VariableSynchronization.ON_WRITE,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    return score, flag
+
+  def build(self, input_shape):
+    if not self.layer.built:
+      with tf.name_scope(self.layer.name):
+        self.layer.build(input_shape)
+      self.layer.built = True
+    self._build_scores()
+    super().build(input_shape)
+
+
+@keras3.saving.register_keras_serializable(package='rigl_tf')
+class Keras3ScoredLayer(_Scoring, keras3.layers.Wrapper):
+  """`ScoredLayer` for a Keras 3 Dense or Conv2D (what `ScoredLayer(layer)`
+  makes of one): the same forward pass, scores and flags."""
+
+  def _add_score_weights(self, shape, initializer):
+    score = self.add_weight(
+        name='score', shape=shape, dtype='float32', trainable=True,
+        initializer=initializer, autocast=False)
+    flag = self.add_weight(
+        name='flag', shape=shape, dtype='float32', initializer='ones',
+        trainable=False, autocast=False, aggregation='only_first_replica')
+    return score, flag
+
+  def build(self, input_shape=None):
+    if not self.layer.built:
+      self.layer.build(input_shape)
+    self._build_scores()
+    self.built = True
+
+
+# Both flavours' scored layers (for isinstance).
+SCORED_LAYER_CLASSES = (ScoredLayer, Keras3ScoredLayer)
 
 
 def layer_copy(layer, **overrides):
@@ -219,7 +272,7 @@ def check_scorable(model):
 
   def visit(container):
     for layer in container.layers:
-      if isinstance(layer, keras.Model):
+      if isinstance(layer, flavours.classes('Model')):
         visit(layer)
       elif not is_scorable(layer) and masked_layers.is_maskable(layer):
         unscorable.append(f'{layer.name} ({type(layer).__name__})')
@@ -243,7 +296,7 @@ def scored_model(model, quantized=True, score_init='unif',
   reproducible weights.
 
   Args:
-    model: a tf_keras Sequential or Functional model.
+    model: a Sequential or Functional model of either Keras flavour.
     quantized: see `ScoredLayer`.
     score_init: see `initial_scores`.
     weight_init: 'signed_constant' or 'standard' (the layers' own init).
@@ -257,11 +310,12 @@ def scored_model(model, quantized=True, score_init='unif',
       'wrap its layers with rigl_tf.methods.scored.ScoredLayer.')
   check_scorable(model)
   counter = iter(range(1 << 30))
+  keras_module = flavours.module(flavours.of(model))
 
   def clone_fn(layer):
-    if isinstance(layer, keras.Model):
-      return keras.models.clone_model(layer, clone_function=clone_fn)
-    if isinstance(layer, keras.layers.BatchNormalization):
+    if isinstance(layer, keras_module.Model):
+      return keras_module.models.clone_model(layer, clone_function=clone_fn)
+    if isinstance(layer, keras_module.layers.BatchNormalization):
       return layer_copy(layer, center=False, scale=False)
     if is_scorable(layer):
       # The wrapper computes in its layer's dtype (float16 under a mixed
@@ -272,7 +326,8 @@ def scored_model(model, quantized=True, score_init='unif',
                          dtype=layer.dtype_policy)
     return layer_copy(layer)
 
-  new_model = keras.models.clone_model(model, clone_function=clone_fn)
+  new_model = keras_module.models.clone_model(model,
+                                              clone_function=clone_fn)
   if not new_model.built:
     new_model.build(model.input_shape)
   return new_model
@@ -281,5 +336,5 @@ def scored_model(model, quantized=True, score_init='unif',
 def get_scored_layers(model):
   """The `ScoredLayer`s of `model` (recursively), ordered by `index`."""
   found = [layer for layer in masked_layers.walk_layers(model)
-           if isinstance(layer, ScoredLayer)]
+           if isinstance(layer, SCORED_LAYER_CLASSES)]
   return sorted(found, key=lambda layer: layer.index)

@@ -119,9 +119,9 @@ def help_text(script_doc, models=()):
       f'  train_eval.dataset: {", ".join(data.DATASETS)} (digits works '
       'offline; the others download, imagenet2012 reads its manual_dir)',
       f'  train_eval.model_fn: {", ".join("@" + m for m in models)}',
-      "  train_eval.keras: 'tf_keras' (the default: tfmot_gmp and gem_miner "
-      "need it, as TFMOT needs Keras 2) or 'keras3' (Keras 3 on TensorFlow; "
-      'every task model builds in both; see docs/keras3.md)',
+      "  train_eval.keras: 'tf_keras' (the default: tfmot_gmp needs it, as "
+      "TFMOT needs Keras 2) or 'keras3' (Keras 3 on TensorFlow; every task "
+      'model builds in both; see docs/keras3.md)',
       f'  make_optimizer.name: {", ".join(learning_rate.OPTIMIZERS)}',
       f'  make_optimizer.schedule: {", ".join(learning_rate.SCHEDULES)}',
       f'  init_masks.weight_scaling: {", ".join(masks.WEIGHT_SCALINGS)} '

@@ -159,7 +159,7 @@ class RunConfig:
       flavour (gin); the task models build in the flavour being built
       (`rigl_tf.flavours.keras()`).
     keras: the Keras flavour of the model and optimizer: 'tf_keras'
-      (Keras 2, the default: TFMOT's tfmot_gmp and Gem-Miner need it) or
+      (Keras 2, the default: TFMOT's tfmot_gmp needs it) or
       'keras3' (Keras 3 on the TensorFlow backend).
     dataset: tfds dataset name.
     input_shape: the model's (height, width, channels) where the dataset's

@@ -33,9 +33,9 @@ import time
 from typing import Callable, Optional
 
 import tensorflow as tf
-import tf_keras as keras
 
 from rigl_tf import data
+from rigl_tf import flavours
 from rigl_tf.errors import UserError
 from rigl_tf.methods import gem_miner
 from rigl_tf.methods import registry
@@ -130,9 +130,15 @@ def _make_miner(config, info, miner=None):
   return miner
 
 
+def _keras(ctx_or_config):
+  """The Keras module of the run's flavour (`train_eval.keras`)."""
+  config = getattr(ctx_or_config, 'config', ctx_or_config)
+  return flavours.module(config.keras)
+
+
 def _scored_model(config, info, miner):
   """The model ready for the search (call in the strategy's scope)."""
-  keras.utils.set_random_seed(config.seed)
+  _keras(config).utils.set_random_seed(config.seed)
   base = build.build_model(config, info, sparse=False)
   try:
     return scored.scored_model(base, quantized=miner.quantized,
@@ -168,7 +174,8 @@ def make_context(config, strategy, info, miner=None, on_epoch_end=None):
 
 def _with_loss_scaling(optimizer, mixed_precision):
   if mixed_precision == 'float16':
-    return keras.mixed_precision.LossScaleOptimizer(optimizer)
+    keras_module = flavours.module(flavours.of(optimizer))
+    return keras_module.mixed_precision.LossScaleOptimizer(optimizer)
   return optimizer
 
 
@@ -199,6 +206,7 @@ def _train_epoch(ctx, loop, iterator, metrics, directory, epoch, what,
 def _search_optimizer(ctx):
   miner = ctx.miner
   search_steps = miner.search_epochs * ctx.steps_per_epoch
+  keras = _keras(ctx)
   schedule = (keras.optimizers.schedules.CosineDecay(
       miner.search_learning_rate, search_steps)
               if miner.search_lr_schedule == 'cosine' else
@@ -314,6 +322,7 @@ def _end_search_epoch(ctx, checkpointer, directory, history, model, seconds):
 
 def _finetune_optimizer(ctx, model):
   miner = ctx.miner
+  keras = _keras(ctx)
   schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
       [m * ctx.steps_per_epoch for m in miner.finetune_milestones],
       [miner.finetune_learning_rate * miner.finetune_gamma**i
