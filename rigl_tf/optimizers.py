@@ -371,13 +371,23 @@ def sparse_optimizer(optimizer, model, updater=None, policy=None):
     policy = keras_module.mixed_precision.Policy(policy)
   if policy.compute_dtype != 'float16':
     return sparse
+  return loss_scale_optimizer(sparse)
+
+
+def loss_scale_optimizer(optimizer):
+  """Its flavour's dynamic `LossScaleOptimizer` around `optimizer`.
+
+  Keras 3's fails under MirroredStrategy on the first step with a
+  non-finite gradient: on several replicas it warns.
+  """
   if flavours.is_keras3(optimizer) and (
       tf.distribute.get_strategy().num_replicas_in_sync > 1):
     logging.warning(
         "Keras 3's LossScaleOptimizer fails under MirroredStrategy on the "
         'first step with a non-finite gradient (also without rigl_tf): train '
         'float16 on one device, or use mixed_bfloat16 or tf_keras.')
-  return keras_module.mixed_precision.LossScaleOptimizer(sparse)
+  return flavours.module(
+      flavours.of(optimizer)).mixed_precision.LossScaleOptimizer(optimizer)
 
 
 def find_sparse_optimizer(optimizer):

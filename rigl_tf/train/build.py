@@ -184,8 +184,7 @@ def optimizer_stack(inner, model, updater, mixed_precision):
   optimizer = (optimizers_lib.SparseOptimizer(inner, model, updater)
                if updater.sparse else inner)
   if mixed_precision == 'float16':
-    keras_module = flavours.module(flavours.of(inner))
-    optimizer = keras_module.mixed_precision.LossScaleOptimizer(optimizer)
+    optimizer = optimizers_lib.loss_scale_optimizer(optimizer)
   return optimizer
 
 

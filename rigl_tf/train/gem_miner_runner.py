@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from rigl_tf import data
 from rigl_tf import flavours
+from rigl_tf import optimizers as optimizers_lib
 from rigl_tf.errors import UserError
 from rigl_tf.methods import gem_miner
 from rigl_tf.methods import registry
@@ -174,8 +175,7 @@ def make_context(config, strategy, info, miner=None, on_epoch_end=None):
 
 def _with_loss_scaling(optimizer, mixed_precision):
   if mixed_precision == 'float16':
-    keras_module = flavours.module(flavours.of(optimizer))
-    return keras_module.mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizers_lib.loss_scale_optimizer(optimizer)
   return optimizer
 
 
