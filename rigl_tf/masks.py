@@ -29,20 +29,47 @@ from rigl_tf import distributions
 from rigl_tf import layers as masked_layers
 from rigl_tf import maskable
 from rigl_tf import rng
+from rigl_tf import structure as structure_lib
 from rigl_tf import topk
 
 MASK_INITS = ('random', 'magnitude')
 WEIGHT_SCALINGS = ('none', 'layer', 'unit')
 
 
-def random_mask(shape, n_ones, seed, index):
-  """A random 0/1 mask with exactly `n_ones` ones (stateless)."""
+def structured_top_n(scores, layout, per_row, key):
+  """Ones at the `per_row` largest `scores` of every row of `layout`.
+
+  Exact ties are broken at random by `key` (`topk.top_n_rows_random_ties`).
+
+  Args:
+    scores: float tensor, the weight's shape.
+    layout: its `structure.Layout`.
+    per_row: int scalar, ones per row.
+    key: int64 [2] stateless RNG key.
+
+  Returns:
+    float32 0/1 tensor of the weight's shape.
+  """
+  rows = topk.top_n_rows_random_ties(
+      layout.to_rows(tf.cast(scores, tf.float32)), per_row, key)
+  return layout.from_rows(rows)
+
+
+def random_mask(shape, n_ones, seed, index, layout=None):
+  """A random 0/1 mask with exactly `n_ones` ones (stateless).
+
+  With a `structure.Layout`, the ones are spread evenly: each of its rows
+  keeps n_ones / rows of them, at random.
+  """
   noise = tf.random.stateless_uniform(
       shape, seed=rng.stateless_key(seed, index))
+  if layout is not None:
+    return structured_top_n(noise, layout, n_ones // layout.rows,
+                            rng.stateless_key(seed, index))
   return topk.top_n_mask(noise, n_ones)
 
 
-def magnitude_mask(weight, n_ones, seed, index):
+def magnitude_mask(weight, n_ones, seed, index, layout=None):
   """Ones at the `n_ones` largest |weight|; ties broken at random.
 
   Args:
@@ -50,13 +77,17 @@ def magnitude_mask(weight, n_ones, seed, index):
     n_ones: scalar int (Python or tensor), 0 <= n_ones <= size.
     seed: integer seed of the stateless RNG that orders exact ties.
     index: the layer's index (`MaskedWeight.index`), also part of the key.
+    layout: optional `structure.Layout`: each row keeps its n_ones / rows
+      largest |weight| (`n_ones` a multiple of its rows).
 
   Returns:
     float32 0/1 tensor of the same shape as `weight`.
   """
-  return topk.top_n_mask_random_ties(
-      tf.abs(tf.cast(weight, tf.float32)), n_ones,
-      rng.stateless_key(seed, index))
+  scores = tf.abs(tf.cast(weight, tf.float32))
+  key = rng.stateless_key(seed, index)
+  if layout is not None:
+    return structured_top_n(scores, layout, n_ones // layout.rows, key)
+  return topk.top_n_mask_random_ties(scores, n_ones, key)
 
 
 def get_layer_sparsities(model_or_weights, sparsity, distribution='erk',
@@ -94,21 +125,57 @@ class SparsityPlan:
       outside the budget, hence outside global pruning.
     at: fn(sparsity, distribution=None) -> dict name -> sparsity: the same
       configuration at another overall sparsity (or distribution).
+    structure: the `structure.Structure` of the run.
+    layouts: name -> `structure.Layout` of every structured weight.
+    unstructured: name -> why it stays unstructured, for the weights a
+      structured run leaves unstructured.
   """
   final: Mapping[str, float]
   fixed: frozenset = frozenset()
   at: Optional[Callable[..., dict]] = None
+  structure: structure_lib.Structure = structure_lib.Structure()
+  layouts: Mapping[str, structure_lib.Layout] = dataclasses.field(
+      default_factory=dict)
+  unstructured: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+  def num_ones(self, name, size, sparsity=None):
+    """Ones of weight `name` at `sparsity` (default: its final one).
+
+    n - floor(s·n), or for a structured weight rows · ones per row (units ·
+    k for constant fan-in).
+    """
+    sparsity = self.final[name] if sparsity is None else sparsity
+    if name in self.layouts:
+      return self.layouts[name].num_ones(sparsity)
+    return distributions.num_ones(sparsity, size)
 
 
 def sparsity_plan(model_or_weights, sparsity, distribution='erk',
                   erk_power_scale=1.0, dense_layers=(),
-                  first_layer_dense=False, custom_sparsity_map=None):
+                  first_layer_dense=False, custom_sparsity_map=None,
+                  structure='unstructured', on_unfit='error'):
   """The `SparsityPlan` of a masked model (arguments as `get_sparsities`).
 
+  `structure` ('unstructured', 'constant_fan_in' or 'N:M') gives every
+  masked weight a `structure.Layout`, except, under N:M, those whose
+  sparsity the configuration fixes (dense layers, custom map). A weight
+  whose shape cannot take the structure is an error, or with `on_unfit` =
+  'unstructured' stays unstructured (`SparsityPlan.unstructured` says why).
+
   Raises:
-    ValueError: as `distributions.get_sparsities`.
+    ValueError: as `distributions.get_sparsities`; an unknown structure;
+      N:M with a sparsity other than 1 - N/M; a weight that cannot take the
+      structure (on_unfit='error').
   """
   weights = masked_layers.get_masked_weights(model_or_weights)
+  structure = (structure if isinstance(structure, structure_lib.Structure)
+               else structure_lib.Structure.parse(structure))
+  checks.check_choice(on_unfit, structure_lib.ON_UNFIT, 'on_unfit')
+  if structure.kind == 'n:m' and abs(sparsity - structure.sparsity) > 1e-9:
+    raise ValueError(
+        f'structure {structure.name!r} keeps {structure.n} of every '
+        f'{structure.m} weights, a sparsity of {structure.sparsity:g}, not '
+        f'{sparsity:g}: set train_eval.sparsity = {structure.sparsity:g}.')
 
   def at(overall, method=None):
     return get_layer_sparsities(
@@ -120,7 +187,27 @@ def sparsity_plan(model_or_weights, sparsity, distribution='erk',
   fixed = set(dense_layers) | set(custom_sparsity_map or {})
   if first_layer_dense and weights:
     fixed.add(weights[0].name)
-  return SparsityPlan(final=at(sparsity), fixed=frozenset(fixed), at=at)
+  layouts, unstructured = {}, {}
+  for mw in weights if structure.structured else ():
+    if structure.kind == 'n:m' and mw.name in fixed:
+      unstructured[mw.name] = 'its sparsity is fixed by the configuration'
+      continue
+    try:
+      layouts[mw.name] = structure_lib.layout(structure, mw.owner, mw.weight,
+                                             mw.name)
+    except structure_lib.UnfitError as e:
+      if on_unfit == 'error':
+        raise ValueError(
+            f'structure {structure.name!r} does not fit {e}; choose another '
+            'structure, or train_eval.on_unfit = \'unstructured\' to keep '
+            'such layers unstructured.') from e
+      unstructured[mw.name] = str(e)
+  final = at(sparsity)
+  if structure.kind == 'n:m':  # The distribution cannot change N/M.
+    final.update({name: structure.sparsity for name in layouts})
+  return SparsityPlan(final=final, fixed=frozenset(fixed), at=at,
+                      structure=structure, layouts=layouts,
+                      unstructured=unstructured)
 
 
 def _unit_axes(mw):
@@ -171,7 +258,7 @@ def fan_in_scale(mw, mask, weight_scaling):
 
 @gin.configurable(denylist=['model_or_weights', 'sparsities', 'seed'])
 def init_masks(model_or_weights, sparsities, seed=0, method='random',
-               weight_scaling='none'):
+               weight_scaling='none', layouts=None):
   """Draws every mask with its exact count and zeroes the masked weights.
 
   Call it in cross-replica context (e.g. inside `strategy.scope()`, outside
@@ -192,6 +279,8 @@ def init_masks(model_or_weights, sparsities, seed=0, method='random',
     method: 'random' (uniform over positions) or 'magnitude' (keep the
       largest |w|, e.g. one-shot pruning of a trained model).
     weight_scaling: 'none', 'layer' or 'unit' (see `fan_in_scale`).
+    layouts: optional dict name -> `structure.Layout`: those masks are
+      structured, each row keeping size - floor(s·size) ones.
 
   Returns:
     dict name -> number of ones in the new mask.
@@ -209,12 +298,17 @@ def init_masks(model_or_weights, sparsities, seed=0, method='random',
   if missing:
     raise ValueError(f'No sparsity given for masked layers {missing}.')
   counts = {}
+  layouts = layouts or {}
   for mw in weights:
-    n_ones = distributions.num_ones(sparsities[mw.name], mw.size)
-    if method == 'random':
-      mask = random_mask(mw.weight.shape, n_ones, seed, mw.index)
+    layout = layouts.get(mw.name)
+    if layout is not None:
+      n_ones = layout.num_ones(sparsities[mw.name])
     else:
-      mask = magnitude_mask(mw.weight, n_ones, seed, mw.index)
+      n_ones = distributions.num_ones(sparsities[mw.name], mw.size)
+    if method == 'random':
+      mask = random_mask(mw.weight.shape, n_ones, seed, mw.index, layout)
+    else:
+      mask = magnitude_mask(mw.weight, n_ones, seed, mw.index, layout)
     mw.mask.assign(tf.cast(mask, mw.mask.dtype))
     mw.layer.record_dense_init_std(mw.weight)
     scaled = mask * fan_in_scale(mw, mask, weight_scaling)

@@ -119,61 +119,105 @@ def hashed_uniform(shape, key):
 
 
 def _count_search(keys, n, count_all, within=None):
-  """Bisection on int32 `keys` (in `within`) for a threshold of `n` of them.
+  """Bisection per row of `keys` (in `within`) for a threshold of n of them.
 
-  Keeps lo < hi (int64) with c(lo) >= n > c(hi), c(t) the number of keys
-  (in `within`) >= t, halving [lo, hi) by counting until c(lo) = n, when
-  the keys >= lo are exactly the n largest, or hi = lo + 1, when lo is the
-  n-th largest key and c(lo) - c(hi) > 1 keys tie there. At most 32
-  passes over `keys`, fewer when a threshold of exactly n turns up early
-  (typically 15-25). The result does not depend on the path: either way the
-  n largest are the keys > lo, plus n - c(hi) of those equal to lo (none
-  when c(lo) = n).
+  Per row, keeps lo < hi (int64) with c(lo) >= n > c(hi), c(t) the number of
+  the row's keys (in `within`) >= t, halving [lo, hi) by counting until
+  c(lo) = n, when the keys >= lo are exactly the n largest, or hi = lo + 1,
+  when lo is the n-th largest key and c(lo) - c(hi) > 1 keys tie there. A
+  row that has found its threshold stops moving; the passes (at most 32,
+  typically 15-25) go on until every row has. The result does not depend on
+  the path: either way the n largest are the keys > lo, plus n - c(hi) of
+  those equal to lo (none when c(lo) = n).
 
   Args:
-    keys: int32 [size].
-    n: int32 scalar, 0 < n <= count_all (n <= 0: no pass).
-    count_all: int32 scalar, c(INT32_MIN): the size, or the count `within`.
-    within: optional bool [size], the keys taking part.
+    keys: int32 [rows, size].
+    n: int32 [rows], 0 < n <= count_all (n <= 0: the row takes no pass).
+    count_all: int32 [rows], c(INT32_MIN): the size, or the count `within`.
+    within: optional bool [rows, size], the keys taking part.
 
   Returns:
-    (lo, c_lo, hi, c_hi): int64 thresholds and int32 counts.
+    (lo, c_lo, hi, c_hi): int64 [rows] thresholds and int32 [rows] counts.
   """
 
   def count(threshold):
-    hit = keys >= tf.cast(threshold, tf.int32)
+    hit = keys >= tf.cast(threshold, tf.int32)[:, None]
     if within is not None:
       hit = tf.logical_and(hit, within)
-    return tf.reduce_sum(tf.cast(hit, tf.int32))
+    return tf.reduce_sum(tf.cast(hit, tf.int32), axis=-1)
+
+  def searching(lo, c_lo, hi):
+    return tf.logical_and(tf.logical_and(c_lo != n, hi - lo > 1), n > 0)
 
   def body(lo, c_lo, hi, c_hi):
+    moving = searching(lo, c_lo, hi)
     mid = lo + (hi - lo) // 2
     c_mid = count(mid)
-    enough = c_mid >= n
-    return (tf.where(enough, mid, lo), tf.where(enough, c_mid, c_lo),
-            tf.where(enough, hi, mid), tf.where(enough, c_hi, c_mid))
+    up = tf.logical_and(moving, c_mid >= n)
+    down = tf.logical_and(moving, c_mid < n)
+    return (tf.where(up, mid, lo), tf.where(up, c_mid, c_lo),
+            tf.where(down, mid, hi), tf.where(down, c_mid, c_hi))
 
   def not_found(lo, c_lo, hi, c_hi):
     del c_hi
-    return tf.logical_and(tf.logical_and(c_lo != n, hi - lo > 1), n > 0)
+    return tf.reduce_any(searching(lo, c_lo, hi))
 
+  rows = tf.shape(keys)[0]
   return tf.while_loop(
       not_found, body,
-      (tf.constant(_INT32_MIN, tf.int64), tf.cast(count_all, tf.int32),
-       tf.constant(_INT32_MAX + 1, tf.int64), tf.constant(0, tf.int32)),
+      (tf.fill([rows], tf.constant(_INT32_MIN, tf.int64)),
+       tf.cast(count_all, tf.int32),
+       tf.fill([rows], tf.constant(_INT32_MAX + 1, tf.int64)),
+       tf.zeros([rows], tf.int32)),
       maximum_iterations=32)
+
+
+def top_n_rows_by_keys(keys, tie_keys, n_ones):
+  """Bool mask of the `n_ones[r]` largest (keys, tie_keys) pairs of row r.
+
+  The pairs of a row are distinct (`tie_keys` are), so each row's chosen
+  set is exactly defined and has exactly `n_ones[r]` members. Found by
+  bisection with counting instead of a sort (`_count_search`): a threshold
+  on the keys and, in the rows where some of the positions tied at the n-th
+  largest key must be left out, a second one on their tie keys. Shapes stay
+  static and the counts may be tensors (XLA/TPU); integer arithmetic only,
+  so the result is the same with and without XLA. Every row is ranked on
+  its own: the selection of structured masks (one row per output unit, or
+  per group of M inputs).
+
+  Args:
+    keys: int32 [rows, size] (e.g. `order_keys`).
+    tie_keys: int32 [rows, size], distinct within a row.
+    n_ones: int [rows], or a scalar for every row (Python or tensor);
+      clipped to [0, size].
+
+  Returns:
+    bool tensor [rows, size].
+  """
+  rows, size = tf.shape(keys)[0], tf.shape(keys)[1]
+  n = tf.clip_by_value(
+      tf.broadcast_to(tf.cast(n_ones, tf.int32), [rows]), 0, size)
+  lo, c_lo, _, c_hi = _count_search(keys, n, tf.fill([rows], size))
+  lo = tf.cast(lo, tf.int32)[:, None]
+  # Where c(lo) > n, lo is the n-th largest key and n - c(hi) of the keys
+  # equal to it win, by their tie keys (distinct: that search always ends
+  # exact); a row with c(lo) = n searches nothing.
+  exact = tf.equal(c_lo, n)
+  tied = tf.logical_and(tf.equal(keys, lo), tf.logical_not(exact)[:, None])
+  tie_lo, _, _, _ = _count_search(
+      tie_keys, tf.where(exact, 0, n - c_hi), c_lo - c_hi, tied)
+  wins_tie = tf.logical_or(
+      exact[:, None], tie_keys >= tf.cast(tie_lo, tf.int32)[:, None])
+  chosen = tf.logical_or(
+      keys > lo, tf.logical_and(tf.equal(keys, lo), wins_tie))
+  return tf.logical_and(chosen, (n > 0)[:, None])
 
 
 def top_n_by_keys(keys, tie_keys, n_ones):
   """Flat bool mask of the `n_ones` largest (keys, tie_keys) pairs.
 
-  The pairs are distinct (`tie_keys` are), so the chosen set is exactly
-  defined and has exactly `n_ones` members. Found by bisection with
-  counting instead of a sort (`_count_search`): a threshold on the keys
-  and, only when some of the positions tied at the n-th largest key must
-  be left out, a second one on their tie keys. Shapes stay static and
-  `n_ones` may be a tensor (XLA/TPU); integer arithmetic only, so the result
-  is the same with and without XLA.
+  `top_n_rows_by_keys` with one row: exactly `n_ones` members, no sort,
+  static shapes, `n_ones` may be a tensor.
 
   Args:
     keys: int32 [size] (e.g. `order_keys`).
@@ -183,24 +227,7 @@ def top_n_by_keys(keys, tie_keys, n_ones):
   Returns:
     bool tensor [size].
   """
-  size = tf.size(keys)
-  n = tf.clip_by_value(tf.cast(n_ones, tf.int32), 0, size)
-  lo, c_lo, hi, c_hi = _count_search(keys, n, size)
-
-  def exact():
-    return keys >= tf.cast(lo, tf.int32)
-
-  def with_ties():
-    # lo is the n-th largest key; n - c_hi of the keys equal to it win, by
-    # their tie keys (distinct: that search always ends exact).
-    tied = tf.equal(keys, tf.cast(lo, tf.int32))
-    tie_lo, _, _, _ = _count_search(tie_keys, n - c_hi, c_lo - c_hi, tied)
-    return tf.logical_or(
-        keys > tf.cast(lo, tf.int32),
-        tf.logical_and(tied, tie_keys >= tf.cast(tie_lo, tf.int32)))
-
-  chosen = tf.cond(c_lo == n, exact, with_ties)
-  return tf.logical_and(chosen, n > 0)
+  return top_n_rows_by_keys(keys[None], tie_keys[None], n_ones)[0]
 
 
 def top_n_mask(scores, n_ones):
@@ -222,6 +249,27 @@ def top_n_mask(scores, n_ones):
   return tf.reshape(tf.cast(chosen, tf.float32), tf.shape(scores))
 
 
+def top_n_rows_random_ties(scores, n_ones, key):
+  """Per row of `scores` [rows, size], a 0/1 mask of its n largest scores.
+
+  Exact ties are broken as in `top_n_mask_random_ties`, by the keyed
+  pseudo-random order `tie_break_keys(rows * size, key)` of the flat
+  positions: with one row, the same selection as `top_n_mask_random_ties`.
+
+  Args:
+    scores: float tensor [rows, size].
+    n_ones: int [rows], or a scalar for every row; 0 <= n_ones <= size.
+    key: int64 [2] (e.g. from `rng.stateless_key`).
+
+  Returns:
+    float32 tensor [rows, size].
+  """
+  shape = tf.shape(scores)
+  keys = tf.reshape(order_keys(scores), shape)
+  ties = tf.reshape(tie_break_keys(tf.size(scores), key), shape)
+  return tf.cast(top_n_rows_by_keys(keys, ties, n_ones), tf.float32)
+
+
 def top_n_mask_random_ties(scores, n_ones, key):
   """`top_n_mask`, with exact ties broken in a keyed pseudo-random order.
 
@@ -240,9 +288,9 @@ def top_n_mask_random_ties(scores, n_ones, key):
   Returns:
     float32 tensor of the same shape as `scores`.
   """
-  keys = order_keys(scores)
-  chosen = top_n_by_keys(keys, tie_break_keys(tf.size(keys), key), n_ones)
-  return tf.reshape(tf.cast(chosen, tf.float32), tf.shape(scores))
+  flat = tf.reshape(scores, [1, -1])
+  return tf.reshape(top_n_rows_random_ties(flat, n_ones, key),
+                    tf.shape(scores))
 
 
 # A global ranking runs over all layers at once (25.5 M scores for ResNet-50),

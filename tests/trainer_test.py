@@ -212,13 +212,19 @@ class ExactResumeTest(tf.test.TestCase, parameterized.TestCase):
     # 'mirrored' = 2 logical CPUs, also on a machine with one GPU.
     self.enter_context(test_util.mirrored_is_two_cpus())
 
-  @parameterized.parameters(('default', 'tf_keras'), ('mirrored', 'tf_keras'),
-                            ('mirrored', 'keras3'))
-  def test_interrupted_run_equals_uninterrupted_run(self, strategy, flavour):
+  # Two replicas with constant-fan-in masks: the trainer checks at every
+  # checkpoint that each unit keeps its count, and at the end that the
+  # replicas hold the same masks.
+  @parameterized.parameters(('default', 'tf_keras', 'unstructured'),
+                            ('mirrored', 'tf_keras', 'constant_fan_in'),
+                            ('mirrored', 'keras3', 'unstructured'))
+  def test_interrupted_run_equals_uninterrupted_run(self, strategy, flavour,
+                                                     structure):
     # RigL, so that updater state (ever-active masks, drop fraction) must be
     # restored too; a constant learning rate, so that a shorter first run
     # has the same schedule.
     bindings = [f"train_eval.keras = '{flavour}'",
+                f"train_eval.structure = '{structure}'",
                 "train_eval.method = 'rigl'", 'train_eval.sparsity = 0.9',
                 "make_optimizer.schedule = 'constant'",
                 'RigL.update_frequency = 15', 'RigL.end_step = 90',
@@ -232,8 +238,16 @@ class ExactResumeTest(tf.test.TestCase, parameterized.TestCase):
     train.train_eval(output_dir=resumed, strategy_name=strategy,
                          mode='train')
     _configure('train_eval.train_steps = 120', *bindings)
-    train.train_eval(output_dir=resumed, strategy_name=strategy,
-                         mode='train')
+    report = train.train_eval(output_dir=resumed, strategy_name=strategy,
+                              mode='train')
+    if structure != 'unstructured':
+      self.assertTrue(report['masks_identical_on_replicas'])
+      # Every unit keeps k = n_in - floor(s * n_in) of its inputs.
+      for row in report['masks']['layers']:
+        n_in, units = {'fc1': (64, 300), 'fc2': (300, 100),
+                       'logits': (100, 10)}[row['name']]
+        self.assertEqual(row['nonzero'], units * (
+            n_in - int(np.floor(row['planned'] * n_in))), row['name'])
     reader_a = tf.train.load_checkpoint(straight)
     reader_b = tf.train.load_checkpoint(resumed)
     names = [n for n in reader_a.get_variable_to_shape_map()

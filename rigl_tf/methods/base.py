@@ -36,8 +36,10 @@ step, layer index)), so all replicas compute the same masks.
 
 import tensorflow as tf
 
+from rigl_tf import layers as masked_layers
 from rigl_tf import masks as masks_lib
 from rigl_tf import slots
+from rigl_tf import structure as structure_lib
 
 
 def state_variable(initial_value, name, dtype=None):
@@ -85,6 +87,19 @@ class MaskUpdater(tf.Module):
   sparse = True
   skip_weight_update_on_mask_update = False
   update_leaves_masked_state = False
+  # Whether every mask update keeps a structure's per-row counts
+  # (`rigl_tf.structure`): fixed masks do, and the drop/grow engine's
+  # methods, which select within each row.
+  keeps_structure = True
+
+  @classmethod
+  def structure_refusal(cls, structure):
+    """Why the method cannot train with `structure` (None if it can)."""
+    if not structure.structured or (cls.sparse and cls.keeps_structure):
+      return None
+    return (f'{cls.method_name} does not keep structured masks (static, '
+            'set, snfs and rigl do); use one of those, or train_eval.'
+            "structure = 'unstructured'.")
 
   def __init__(self, seed=None, name=None):
     """Creates the updater.
@@ -99,6 +114,11 @@ class MaskUpdater(tf.Module):
     self.seed = 0 if seed is None else int(seed)
     self._masked_weights = []
     self._ever_active = []
+    # The run's structure (`set_structure`): masked-weight name ->
+    # `structure.Layout` of the structured ones, and why others are not.
+    self.structure = structure_lib.Structure()
+    self.layouts = {}
+    self.unstructured = {}
 
   def build(self, masked_weights):
     """Creates per-layer state; called once, in the strategy's scope.
@@ -134,7 +154,56 @@ class MaskUpdater(tf.Module):
         (None when unknown).
     """
     del train_steps
-    masks_lib.init_masks(model, plan.final, seed=seed, method=method)
+    self.set_structure(plan)
+    masks_lib.init_masks(model, plan.final, seed=seed, method=method,
+                         layouts=plan.layouts)
+
+  def set_structure(self, plan):
+    """Keeps the plan's structured layouts, for the mask updates.
+
+    Raises:
+      ValueError: a structure this configuration of the method cannot keep.
+    """
+    refusal = self.structure_refusal(plan.structure)
+    if refusal:
+      raise ValueError(refusal)
+    self.structure = plan.structure
+    self.layouts = dict(plan.layouts)
+    self.unstructured = dict(plan.unstructured)
+
+  def structure_violations(self, model_or_weights, planned):
+    """One line per structured weight whose rows break their count.
+
+    A row must hold the structure's N (N:M) or, for constant fan-in, k =
+    n_in - floor(s·n_in) at the weight's planned sparsity s.
+
+    Args:
+      model_or_weights: the model (or its `MaskedWeight`s).
+      planned: masked-weight name -> planned (final) sparsity.
+
+    Returns:
+      list of str, empty when every structured mask holds.
+    """
+    lines = []
+    for mw in masked_layers.get_masked_weights(model_or_weights):
+      layout = self.layouts.get(mw.name)
+      if layout is None:
+        continue
+      per_row = layout.ones_per_row(planned[mw.name])
+      n_bad, found = structure_lib.violations(layout, mw.mask, per_row)
+      if n_bad:
+        lines.append(f'{mw.name}: {n_bad} of {layout.rows} rows hold '
+                     f'{found} ones, not {per_row}')
+    return lines
+
+  def structure_report(self):
+    """The run's structure for the report (None when unstructured)."""
+    if not self.structure.structured:
+      return None
+    return {'name': self.structure.name,
+            'layers': {name: layout.describe(self.structure)
+                       for name, layout in self.layouts.items()},
+            'unstructured': dict(self.unstructured)}
 
   def wrap_model(self, model):
     """The model whose forward pass the training steps call.

@@ -40,27 +40,40 @@ REDISTRIBUTIONS = ('none', 'momentum', 'magnitude', 'nonzeros')
 # Streams of the per-(seed, step, layer) stateless RNG.
 _DROP_GROW_STREAM = 1
 _GROW_SCORE_STREAM = 2
+# Folded into a layer's drop/grow key: which rows drop one more.
+_SPREAD_STREAM = 3
 
 
-def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
+def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std,
+                   layout=None):
   """Drop/grow of one layer: the XLA-compilable core of `DropGrowUpdater`.
 
   Keeps the n_active - n_drop active weights with the largest |w|, then
   activates the n_grow positions not kept with the largest `grow_score`.
   Exact ties are broken by a keyed pseudo-random order of positions
-  (`topk.top_n_mask_random_ties`). A position dropped and grown again keeps
+  (`topk.top_n_rows_random_ties`). A position dropped and grown again keeps
   its value; a newly grown one starts at `grow_std` * N(0, 1) (0 for
   `grow_std` = 0). Each selection finds its threshold by counting, with no
   sort, and takes the (dynamic) counts as tensors: shapes stay static.
+
+  With a `structure.Layout`, both selections run within each of its rows
+  (an output unit, or a group of M inputs of one), and every row grows as
+  many as it dropped, so a structured mask keeps its per-row counts: the
+  layer's n_drop is spread over the rows, floor(n_drop / rows) each and one
+  more in the n_drop mod rows rows whose smallest active |w| are the
+  smallest (`_spread_over_rows`). n_grow must then equal n_drop.
 
   Args:
     mask: 0/1 tensor, the current mask.
     weight: the weight, same shape (masked positions hold 0).
     grow_score: float tensor, same shape; larger grows first.
     n_drop: int32 scalar, 0 <= n_drop <= number of ones in `mask`.
-    n_grow: int32 scalar, 0 <= n_grow <= size - (n_active - n_drop).
+    n_grow: int32 scalar, 0 <= n_grow <= size - (n_active - n_drop) (with
+      a layout: n_drop).
     key: int64 [2], stateless RNG key of this layer and step.
     grow_std: float32 scalar, std of the initial values of new weights.
+    layout: optional `structure.Layout` (a Python value: part of the
+      compiled function's signature).
 
   Returns:
     (new_mask, new_weight, slot_factor, num_new): the mask and weight after
@@ -69,17 +82,30 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
     of newly active positions.
   """
   shape = tf.shape(weight)
-  old = tf.reshape(tf.cast(mask, tf.float32), [-1])
-  values = tf.reshape(tf.cast(weight, tf.float32), [-1])
-  score = tf.reshape(tf.cast(grow_score, tf.float32), [-1])
+
+  def to_rows(tensor):  # The whole layer is one row when unstructured.
+    tensor = tf.cast(tensor, tf.float32)
+    return (tf.reshape(tensor, [1, -1]) if layout is None
+            else layout.to_rows(tensor))
+
+  def from_rows(rows):
+    return (tf.reshape(rows, shape) if layout is None
+            else layout.from_rows(rows))
+
+  old, values, score = to_rows(mask), to_rows(weight), to_rows(grow_score)
   drop_key, grow_key, init_key = tf.unstack(
       tf.random.experimental.stateless_split(key, num=3))
-  n_keep = tf.cast(tf.reduce_sum(old), tf.int32) - n_drop
+  magnitude = tf.where(old > 0, tf.abs(values), -1.0)
+  if layout is None:
+    n_drop_rows, n_grow_rows = n_drop, n_grow
+  else:
+    n_drop_rows = _spread_over_rows(magnitude, n_drop, key)
+    n_grow_rows = n_drop_rows
+  n_keep = tf.cast(tf.reduce_sum(old, 1), tf.int32) - n_drop_rows
   # Inactive positions score below every |w|: they are never kept.
-  kept = topk.top_n_mask_random_ties(
-      tf.where(old > 0, tf.abs(values), -1.0), n_keep, drop_key)
-  grown = topk.top_n_mask_random_ties(
-      tf.where(kept > 0, -float('inf'), score), n_grow, grow_key)
+  kept = topk.top_n_rows_random_ties(magnitude, n_keep, drop_key)
+  grown = topk.top_n_rows_random_ties(
+      tf.where(kept > 0, -float('inf'), score), n_grow_rows, grow_key)
   new_mask = kept + grown
   new = grown * (1.0 - old)
   # Drawn only when used: XLA's stateless RNG is slow on CPU.
@@ -89,10 +115,35 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std):
                                                     seed=init_key),
       lambda: tf.zeros_like(values))
   new_values = tf.where(new > 0, init, values) * new_mask
-  return (tf.cast(tf.reshape(new_mask, shape), mask.dtype),
-          tf.cast(tf.reshape(new_values, shape), weight.dtype),
-          tf.reshape(new_mask - new, shape),
+  return (tf.cast(from_rows(new_mask), mask.dtype),
+          tf.cast(from_rows(new_values), weight.dtype),
+          from_rows(new_mask - new),
           tf.cast(tf.reduce_sum(new), tf.int64))
+
+
+def _spread_over_rows(magnitude, n_drop, key):
+  """int32 [rows]: the rows' shares of a layer's `n_drop`, summing to it.
+
+  Every row drops floor(n_drop / rows); the n_drop mod rows rows whose
+  smallest active |w| are the smallest drop one more (exact ties in a keyed
+  random order), so that the layer drops what an unstructured one would,
+  also where a row keeps few weights (2:4 drops floor(2·α) = 0 per group
+  for α < 0.5).
+
+  Args:
+    magnitude: float32 [rows, size], |w| of active positions, -1 elsewhere.
+    n_drop: int32 scalar, 0 <= n_drop <= the active count.
+    key: int64 [2], the layer's and step's stateless key.
+  """
+  rows = tf.shape(magnitude)[0]
+  n_drop = tf.cast(n_drop, tf.int32)
+  base = n_drop // rows
+  weakest = tf.reduce_min(
+      tf.where(magnitude >= 0, magnitude, float('inf')), axis=1)
+  extra = topk.top_n_rows_random_ties(
+      -weakest[None], n_drop - base * rows,
+      tf.random.experimental.stateless_fold_in(key, _SPREAD_STREAM))[0]
+  return base + tf.cast(extra, tf.int32)
 
 
 # Compiled with XLA everywhere (TPUs need it; jit-compiled train steps
@@ -103,7 +154,7 @@ drop_and_grow = tf.function(_drop_and_grow, jit_compile=True)
 
 
 def _drop_grow_and_reset(mask, weight, grow_score, n_drop, n_grow, key,
-                         grow_std, slots, fresh, ever):
+                         grow_std, slots, fresh, ever, layout=None):
   """`_drop_and_grow`, then the new slot and "ever active" values.
 
   One compiled function for all of a layer's update: the slot resets and
@@ -111,8 +162,8 @@ def _drop_grow_and_reset(mask, weight, grow_score, n_drop, n_grow, key,
   where TensorFlow's ops would run (and allocate) one by one.
 
   Args:
-    mask, weight, grow_score, n_drop, n_grow, key, grow_std: as for
-      `_drop_and_grow`.
+    mask, weight, grow_score, n_drop, n_grow, key, grow_std, layout: as
+      for `_drop_and_grow`.
     slots: list of the layer's optimizer slot values.
     fresh: list of floats, a fresh slot's value for each.
     ever: the layer's "ever active" 0/1 values.
@@ -121,7 +172,7 @@ def _drop_grow_and_reset(mask, weight, grow_score, n_drop, n_grow, key,
     (new_mask, new_weight, new_slots, new_ever, num_new).
   """
   new_mask, new_weight, slot_factor, num_new = _drop_and_grow(
-      mask, weight, grow_score, n_drop, n_grow, key, grow_std)
+      mask, weight, grow_score, n_drop, n_grow, key, grow_std, layout)
   new_slots = [slots_lib.fresh_where_dropped(slot, slot_factor, value)
                for slot, value in zip(slots, fresh)]
   return (new_mask, new_weight, new_slots, slots_lib.ever_or(ever, new_mask),
@@ -333,6 +384,26 @@ class DropGrowUpdater(base.MaskUpdater):
             base.state_variable(lambda mw=mw: self._grow_std_at_build(mw),
                            name=f'initial_std_{mw.index}'))
 
+  def set_structure(self, plan):
+    """Also refuses redistribution with a structure.
+
+    A structured layer keeps the same count in every row, so the layers
+    cannot trade grown weights.
+    """
+    if plan.structure.structured and self.redistribution != 'none':
+      raise ValueError(
+          f'{type(self).__name__}.redistribution = {self.redistribution!r} '
+          f'moves weights between layers, which a structured mask '
+          f'({plan.structure.name}) cannot take: set redistribution to '
+          "'none' or train_eval.structure = 'unstructured'.")
+    super().set_structure(plan)
+
+  @property
+  def _layout_of_index(self):
+    """`MaskedWeight.index` -> its `structure.Layout` (structured only)."""
+    return {mw.index: self.layouts[mw.name] for mw in self._masked_weights
+            if mw.name in self.layouts}
+
   def _grow_std_at_build(self, mw):
     """Std of newly grown weights of `mw` (grow_init != 'zeros')."""
     if self.grow_init == 'random_normal':
@@ -514,7 +585,8 @@ class DropGrowUpdater(base.MaskUpdater):
             rng.stateless_key(self.seed, index, step, _DROP_GROW_STREAM),
             grow_std,
             [tf.convert_to_tensor(slot) for slot in slot_variables],
-            list(fresh), tf.convert_to_tensor(ever)))
+            list(fresh), tf.convert_to_tensor(ever),
+            self._layout_of_index.get(index)))
     weight.assign(new_weight, read_value=False)
     mask.assign(new_mask, read_value=False)
     for slot, value in zip(slot_variables, new_slots):

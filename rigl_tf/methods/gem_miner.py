@@ -285,6 +285,8 @@ class GemMiner(base.MaskUpdater):
   weight training for the gem and for each sanity check.
   """
 
+  keeps_structure = False  # Not yet: its selections rank whole layers.
+
   def __init__(self,
                search_epochs: int = 150,
                iter_period: int = 5,

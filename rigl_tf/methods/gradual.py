@@ -60,6 +60,8 @@ def ones(mask):
 class GradualPruning(drop_grow.DropGrowUpdater):
   """Gradual magnitude pruning on the drop/grow engine (GMP, GraNet)."""
 
+  keeps_structure = False  # Not yet: its selections rank whole layers.
+
   def __init__(self,
                update_frequency=100,
                begin_step=0,
@@ -136,6 +138,7 @@ class GradualPruning(drop_grow.DropGrowUpdater):
   def init_masks(self, model, plan, seed=0, method='random',
                  train_steps=None):
     """Draws the initial masks and plans the counts of every update."""
+    self.set_structure(plan)
     self._resolve_steps(train_steps)
     weights = masked_layers.get_masked_weights(model)
     self._draw_initial_masks(weights, plan, seed, method)

@@ -48,6 +48,8 @@ class SNIP(base.MaskUpdater):
   masks are fixed.
   """
 
+  keeps_structure = False  # Not yet: its selections rank whole layers.
+
   skip_weight_update_on_mask_update = True
 
   def __init__(self, scope='layerwise', num_batches=1, seed=None, name=None):
@@ -75,6 +77,7 @@ class SNIP(base.MaskUpdater):
                  train_steps=None):
     """Dense masks; remembers every layer's budget."""
     del train_steps, method
+    self.set_structure(plan)
     weights = masked_layers.get_masked_weights(model)
     masks_lib.init_masks(weights, 0.0, seed=seed)
     self._budget = np.array([

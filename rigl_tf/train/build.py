@@ -166,7 +166,8 @@ def init_masks(model, updater, config):
         erk_power_scale=config.erk_power_scale,
         dense_layers=config.dense_layers,
         first_layer_dense=config.first_layer_dense,
-        custom_sparsity_map=config.custom_sparsity_map)
+        custom_sparsity_map=config.custom_sparsity_map,
+        structure=config.structure, on_unfit=config.on_unfit)
     # The method draws its initial masks (dense for GMP and SNIP).
     updater.init_masks(model, plan, seed=config.seed, method=config.mask_init,
                        train_steps=config.train_steps)

@@ -122,6 +122,12 @@ def help_text(script_doc, models=()):
       "  train_eval.keras: 'tf_keras' (the default: tfmot_gmp needs it, as "
       "TFMOT needs Keras 2) or 'keras3' (Keras 3 on TensorFlow; every task "
       'model builds in both; see docs/keras3.md)',
+      "  train_eval.structure: 'unstructured', 'constant_fan_in' (every "
+      "output unit keeps k = n_in - floor(s*n_in) inputs) or 'N:M' (e.g. "
+      "'2:4'; sparsity 1 - N/M); for static, set, snfs and rigl; see "
+      'docs/structure.md',
+      "  train_eval.on_unfit: 'error' or 'unstructured' (a layer whose shape "
+      'cannot take the structure)',
       f'  make_optimizer.name: {", ".join(learning_rate.OPTIMIZERS)}',
       f'  make_optimizer.schedule: {", ".join(learning_rate.SCHEDULES)}',
       f'  init_masks.weight_scaling: {", ".join(masks.WEIGHT_SCALINGS)} '

@@ -30,10 +30,12 @@ from typing import Callable, Optional, Sequence
 import gin
 import tensorflow as tf
 
+from rigl_tf import checks
 from rigl_tf import distributions
 from rigl_tf import flavours
 from rigl_tf import optimizers
 from rigl_tf import strategies
+from rigl_tf import structure as structure_lib
 from rigl_tf.errors import UserError
 from rigl_tf.methods import registry
 
@@ -176,6 +178,13 @@ class RunConfig:
     first_layer_dense: keep the first masked layer dense.
     custom_sparsity_map: layer name -> sparsity, outside the budget.
     mask_init: 'random' or 'magnitude'.
+    structure: 'unstructured'; 'constant_fan_in' (every output unit keeps
+      k = n_in - floor(s·n_in) inputs, SRigL); or 'N:M' such as '2:4' (N of
+      every M consecutive inputs of a unit; sparsity must be 1 - N/M).
+      For static, set, snfs (without redistribution) and rigl.
+    on_unfit: a layer whose shape cannot take the structure: 'error' (stop
+      at start) or 'unstructured' (keep it unstructured, said in the
+      report).
     label_smoothing: label smoothing of the cross-entropy.
     seed: seed of weights, masks and data order.
     log_every: steps between progress lines and summaries.
@@ -215,6 +224,8 @@ class RunConfig:
   first_layer_dense: bool = False
   custom_sparsity_map: Optional[dict] = None
   mask_init: str = 'random'
+  structure: str = 'unstructured'
+  on_unfit: str = 'error'
   label_smoothing: float = 0.0
   seed: int = 0
   log_every: int = 100
@@ -277,6 +288,17 @@ def _check_choices(config):
     refusal = optimizers.keras3_refusal(registry.get_class(config.method))
     if refusal:
       raise UserError(f"train_eval.keras = 'keras3': {refusal}")
+  try:
+    run_structure = structure_lib.Structure.parse(config.structure)
+    checks.check_choice(config.on_unfit, structure_lib.ON_UNFIT,
+                        'train_eval.on_unfit')
+  except ValueError as e:
+    raise UserError(f'train_eval.structure: {e}') from e
+  refusal = registry.get_class(config.method).structure_refusal(
+      run_structure)
+  if refusal:
+    raise UserError(f'train_eval.structure = {config.structure!r}: '
+                    f'{refusal}')
   if config.distribution not in distributions.DISTRIBUTIONS:
     raise UserError(
         f'Unknown sparsity distribution {config.distribution!r}; choose one '

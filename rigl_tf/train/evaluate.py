@@ -84,14 +84,24 @@ def eval_once(run, ckpt_path):
             'masks': report_lib.sparsity_report(model,
                                                 run.planned_sparsities),
             **flops_numbers}
+  structure = run.updater.structure_report()
+  if structure:
+    report['masks']['structure'] = structure
   bad = masked_layers.check_invariant(model)
+  broken = run.updater.structure_violations(model, run.planned_sparsities)
   _print(f'eval_once {ckpt_path}: {report_lib.format_eval(result)}')
   _print(report_lib.format_sparsity_report(report['masks']))
   _print(flops.format_totals(flops_numbers))
   if bad:
     raise UserError(f'checkpoint violates the mask invariant (non-zero '
                     f'masked weights) in layers {bad}.')
+  if broken:
+    raise UserError(f'checkpoint breaks the structure '
+                    f'{structure["name"]!r}: {"; ".join(broken)}.')
   _print('invariant: every masked weight is exactly zero.')
+  if structure:
+    _print(f'structure: every structured mask keeps its per-row count '
+           f'({structure["name"]}).')
   return report
 
 
@@ -127,6 +137,11 @@ def continuous_eval(run):
     if bad:
       raise UserError(f'checkpoint {path} violates the mask invariant in '
                       f'layers {bad}.')
+    broken = run.updater.structure_violations(run.model,
+                                              run.planned_sparsities)
+    if broken:
+      raise UserError(f'checkpoint {path} breaks the structure: '
+                      f'{"; ".join(broken)}.')
     _print(f'step {step}: {report_lib.format_eval(result)}')
     report_lib.write_eval_summaries(writer, step, result)
     writer.flush()

@@ -134,7 +134,25 @@ def format_sparsity_report(report):
     lines.append(f'{"all weights":<{width}}{overall["all_weights"]:>12,}'
                  f'{"":>12}{overall["all_sparsity"]:>10.2%}'
                  '  of every weight of the model')
+  lines.extend(format_structure(report.get('structure')))
   return '\n'.join(lines)
+
+
+def format_structure(structure):
+  """Lines on a structured run's masks (none when unstructured)."""
+  if not structure:
+    return []
+  if structure['name'] == 'constant_fan_in':
+    what = ('every output unit keeps k = n_in - floor(s*n_in) inputs: a '
+            'layer holds units*k ones, not n - floor(s*n)')
+  else:
+    n, m = structure['name'].split(':')
+    what = f'every group of {m} inputs of a unit keeps {n}'
+  lines = [f'structure {structure["name"]} on {len(structure["layers"])} '
+           f'layers: {what}']
+  for name, why in structure['unstructured'].items():
+    lines.append(f'  {name} kept unstructured: {why}')
+  return lines
 
 
 def output_locations(output_dir, latest_checkpoint):

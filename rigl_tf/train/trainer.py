@@ -150,7 +150,8 @@ def _train_to_end(run, output, checkpointer, train_loop, iterator, metrics):
         with output.writer.as_default(step=step):
           pictures.write(step, run.updater.summaries(), final=at_end)
     if step % config.checkpoint_every == 0 or at_end:
-      save_checkpoint(checkpointer, run.model, run.updater.sparse, step)
+      save_checkpoint(checkpointer, run.model, run.updater.sparse, step,
+                      run)
     if (config.mode == 'train_and_eval' and config.eval_every
         and step % config.eval_every == 0):
       result = run.evaluate()
@@ -200,12 +201,17 @@ def _log_progress(run, writer, step, metrics, rate):
     metric.reset_state()
 
 
-def save_checkpoint(checkpointer, model, sparse, number):
-  """Checks the mask invariant, then saves checkpoint `number`."""
+def save_checkpoint(checkpointer, model, sparse, number, run=None):
+  """Checks the mask invariant (and `run`'s structure), then saves."""
   bad = masked_layers.check_invariant(model) if sparse else []
   if bad:  # A library bug, never a user's: do not save such a model.
     raise UserError(f'mask invariant violated at step {number} in '
                     f'{bad}; please report this.')
+  broken = (run.updater.structure_violations(model, run.planned_sparsities)
+            if run is not None and sparse else [])
+  if broken:
+    raise UserError(f'structured masks broken at step {number}: '
+                    f'{"; ".join(broken)}; please report this.')
   checkpointer.save(number)
 
 
@@ -218,6 +224,9 @@ def _final_report(run, output, step, last_loss):
             'loss': last_loss if math.isfinite(last_loss) else None,
             'masks': report_lib.sparsity_report(model, run.planned_sparsities),
             **flops_numbers}
+  structure = updater.structure_report()
+  if structure:
+    report['masks']['structure'] = structure
   if updater.sparse:
     # In-Time Over-Parameterization: the fraction of the masked weights that
     # were active at some point (equals the density for fixed masks).
