@@ -38,11 +38,16 @@ from typing import NamedTuple, Optional, Tuple
 import tensorflow as tf
 
 from rigl_tf import maskable
+from rigl_tf import topk
 
 UNSTRUCTURED = 'unstructured'
 CONSTANT_FAN_IN = 'constant_fan_in'
 # What a layer whose shape cannot take the structure gets.
 ON_UNFIT = ('error', 'unstructured')
+# Streams folded into a layer update's key: which rows drop one more, and
+# SRigL's salient weights (two).
+_SPREAD_STREAM = 3
+_SALIENT_STREAM = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,12 +194,49 @@ def layout(structure, owner, weight, name=None):
   return Layout(shape, perm, units, n_in, units, n_in)
 
 
-def violations(layout_, mask, per_row):
-  """Rows of `mask` (numpy or tensor) whose count is not `per_row`.
+def spread_over_rows(magnitude, n_drop, live, key):
+  """int32 [rows]: the live rows' shares of a layer's `n_drop`.
 
-  Returns:
-    (number of such rows, the counts found there, up to 5) as Python values.
+  Every live row drops floor(n_drop / live rows); the n_drop mod live rows
+  live rows whose smallest active |w| are the smallest drop one more (exact
+  ties in a keyed random order), so that the layer drops what an
+  unstructured one would, also where a row keeps few weights (2:4 drops
+  floor(2·α) = 0 per group for α < 0.5). Other rows drop nothing.
+
+  Args:
+    magnitude: float32 [rows, size], |w| of active positions, -1 elsewhere.
+    n_drop: int32 scalar, 0 <= n_drop <= the active count.
+    live: bool [rows], the rows that take part.
+    key: int64 [2], the layer's and step's stateless key.
   """
-  counts = layout_.row_counts(mask).numpy()
-  bad = counts[counts != per_row]
-  return int(bad.size), sorted(set(int(c) for c in bad))[:5]
+  n_live = tf.maximum(tf.reduce_sum(tf.cast(live, tf.int32)), 1)
+  n_drop = tf.cast(n_drop, tf.int32)
+  base = n_drop // n_live
+  weakest = tf.reduce_min(
+      tf.where(magnitude >= 0, magnitude, float('inf')), axis=1)
+  extra = topk.top_n_rows_random_ties(
+      tf.where(live, -weakest, -float('inf'))[None], n_drop - base * n_live,
+      tf.random.experimental.stateless_fold_in(key, _SPREAD_STREAM))[0]
+  return tf.where(live, base + tf.cast(extra, tf.int32), 0)
+
+
+def live_units(magnitude, score, n_drop, live, counts, threshold, key):
+  """bool [rows]: the units that survive SRigL's neuron ablation.
+
+  A unit's salient weights are those an unstructured update of the whole
+  layer would keep (the n_active - n_drop largest active |w|) or grow (the
+  n_drop best grow scores of the rest). A live unit with fewer than
+  threshold · k of them (k its count) is ablated, unless that would leave
+  no unit.
+  """
+  flat = lambda t: tf.reshape(t, [1, -1])  # noqa: E731
+  kept = topk.top_n_rows_random_ties(
+      flat(magnitude), tf.reduce_sum(counts) - n_drop,
+      tf.random.experimental.stateless_fold_in(key, _SALIENT_STREAM))
+  grown = topk.top_n_rows_random_ties(
+      tf.where(kept > 0, -float('inf'), flat(score)), n_drop,
+      tf.random.experimental.stateless_fold_in(key, _SALIENT_STREAM + 1))
+  salient = tf.reduce_sum(tf.reshape(kept + grown, tf.shape(magnitude)), 1)
+  keep = tf.logical_and(
+      live, salient >= threshold * tf.cast(counts, tf.float32))
+  return tf.cond(tf.reduce_any(keep), lambda: keep, lambda: live)

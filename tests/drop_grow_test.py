@@ -28,6 +28,7 @@ from rigl_tf import rng as rng_lib
 from rigl_tf import schedules
 from rigl_tf import slots as slots_lib
 from rigl_tf.methods import drop_grow
+from rigl_tf.methods import redistribution
 
 _DYNAMIC = ('set', 'snfs', 'rigl')
 
@@ -202,17 +203,18 @@ class DropAndGrowTest(tf.test.TestCase, parameterized.TestCase):
 class RedistributeCountsTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_proportional(self):
-    counts = drop_grow.redistribute_counts([1.0, 2.0, 1.0], 40,
+    counts = redistribution.redistribute_counts([1.0, 2.0, 1.0], 40,
                                           [100, 100, 100])
     self.assertAllEqual(counts, [10, 20, 10])
 
   def test_full_layer_passes_its_share_on(self):
-    counts = drop_grow.redistribute_counts([1.0, 100.0, 1.0], 30, [20, 5, 20])
+    counts = redistribution.redistribute_counts([1.0, 100.0, 1.0], 30,
+                                                [20, 5, 20])
     self.assertAllEqual(counts, [12, 5, 13] if counts[0] == 12 else
                         [13, 5, 12])
 
   def test_zero_scores_share_by_capacity(self):
-    counts = drop_grow.redistribute_counts([0.0, 0.0], 9, [10, 20])
+    counts = redistribution.redistribute_counts([0.0, 0.0], 9, [10, 20])
     self.assertAllEqual(counts, [3, 6])
 
   @parameterized.parameters(range(5))
@@ -221,12 +223,12 @@ class RedistributeCountsTest(tf.test.TestCase, parameterized.TestCase):
     caps = rng.randint(0, 5000, 12)
     total = rng.randint(0, caps.sum() + 1)
     scores = rng.rand(12) ** 4 * (rng.rand(12) > 0.2)
-    counts = drop_grow.redistribute_counts(scores, total, caps).numpy()
+    counts = redistribution.redistribute_counts(scores, total, caps).numpy()
     self.assertEqual(counts.sum(), total)
     self.assertTrue(np.all(counts >= 0) and np.all(counts <= caps))
 
   def test_runs_under_xla(self):
-    fn = tf.function(drop_grow.redistribute_counts, jit_compile=True)
+    fn = tf.function(redistribution.redistribute_counts, jit_compile=True)
     counts = fn(tf.constant([3.0, 1.0, 0.5]), tf.constant(1001),
                 tf.constant([2000, 2000, 10]))
     self.assertEqual(int(tf.reduce_sum(counts)), 1001)

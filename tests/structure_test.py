@@ -173,6 +173,35 @@ class InitMasksTest(tf.test.TestCase, parameterized.TestCase):
 
 class DropGrowWithinUnitsTest(tf.test.TestCase):
 
+  def test_ablation_removes_a_unit_without_salient_weights(self):
+    # Three units of 4 inputs with k = 2. An unstructured update keeping 4
+    # and growing 2 (n_drop = 2) would keep units 0 and 1's weights and grow
+    # there: unit 2 has no salient weight, < 0.5 · 2, and is ablated. The
+    # live units share the budget of 6: 3 inputs each.
+    mask = tf.constant([[1., 1., 1.], [1., 1., 1.], [0., 0., 0.],
+                        [0., 0., 0.]])
+    weight = tf.constant([[5., 4., .1], [6., 7., .2], [0., 0., 0.],
+                          [0., 0., 0.]])
+    score = tf.constant([[0., 0., 0.], [0., 0., 0.], [3., 2., .5],
+                         [1., 8., .4]])
+    layout = structure.layout(structure.Structure.parse('constant_fan_in'),
+                              _kernel_layer(np.zeros((4, 3)))[1].owner,
+                              tf.Variable(tf.zeros([4, 3])))
+    new_mask, new_weight, _, num_new = drop_grow.drop_and_grow(
+        mask, weight, score, tf.constant(2), tf.constant(2), tf.constant(
+            [1, 2], tf.int64), tf.constant(0.0), layout, (0.5, 6))
+    # Each live unit drops its smaller weight and grows its two best.
+    self.assertAllEqual(new_mask, [[0, 0, 0], [1, 1, 0], [1, 1, 0],
+                                   [1, 1, 0]])
+    self.assertAllClose(new_weight, [[0, 0, 0], [6, 7, 0], [0, 0, 0],
+                                     [0, 0, 0]])
+    self.assertEqual(int(num_new), 4)
+    # Without ablation, every unit keeps its 2.
+    kept, _, _, _ = drop_grow.drop_and_grow(
+        mask, weight, score, tf.constant(2), tf.constant(2), tf.constant(
+            [1, 2], tf.int64), tf.constant(0.0), layout)
+    self.assertAllEqual(tf.reduce_sum(kept, 0), [2, 2, 2])
+
   def test_drops_and_grows_within_each_unit(self):
     # Two units (columns), two active inputs each. Unit 0's weights are the
     # large ones and its free position the best grow score: selecting over
@@ -205,15 +234,17 @@ def _build(strategy, name, sparsity, make_updater):
     updater.init_masks(model, plan, seed=0)
     optimizer = optimizers.SparseOptimizer(
         keras.optimizers.SGD(0.1, momentum=0.9), model, updater)
-  return model, optimizer, plan
+  return model, optimizer, plan, updater
 
 
 _UPDATERS = {
     'static': static.Static,
     'set': lambda: dst.SET(update_frequency=1, drop_fraction=0.3,
                            end_step=-1, drop_fraction_anneal='constant'),
-    'snfs': lambda: dst.SNFS(update_frequency=1, drop_fraction=0.3,
-                             end_step=-1, drop_fraction_anneal='constant'),
+    # A high threshold, so that random data ablates some units.
+    'snfs_ablation': lambda: dst.SNFS(
+        update_frequency=1, drop_fraction=0.3, end_step=-1,
+        drop_fraction_anneal='constant', ablation_threshold=0.9),
     'rigl': lambda: dst.RigL(update_frequency=1, drop_fraction=0.3,
                              end_step=-1, drop_fraction_anneal='constant'),
 }
@@ -223,11 +254,12 @@ class MethodsKeepTheStructureTest(tf.test.TestCase, parameterized.TestCase):
 
   # RigL with constant fan-in: trainer_test's ExactResumeTest (2 replicas).
   @parameterized.parameters(('static', 'constant_fan_in', 0.8),
-                            ('set', 'constant_fan_in', 0.8),
-                            ('snfs', '1:4', 0.75), ('rigl', '2:4', 0.5))
+                            ('set', '1:4', 0.75),
+                            ('snfs_ablation', 'constant_fan_in', 0.8),
+                            ('rigl', '2:4', 0.5))
   def test_per_row_counts_after_every_step(self, method, name, sparsity):
-    model, optimizer, plan = _build(tf.distribute.get_strategy(), name,
-                                    sparsity, _UPDATERS[method])
+    model, optimizer, plan, updater = _build(
+        tf.distribute.get_strategy(), name, sparsity, _UPDATERS[method])
     weights = layers.get_masked_weights(model)
     initial = [mw.mask.numpy().copy() for mw in weights]
     changed = []
@@ -235,12 +267,19 @@ class MethodsKeepTheStructureTest(tf.test.TestCase, parameterized.TestCase):
     def check(step):
       for mw in weights:
         layout = plan.layouts[mw.name]
-        per_row = layout.ones_per_row(plan.final[mw.name])
-        self.assertAllEqual(layout.row_counts(mw.mask),
-                            np.full([layout.rows], per_row),
-                            f'{mw.name} step {step}')
+        counts = layout.row_counts(mw.mask).numpy()
+        if method == 'snfs_ablation':  # 0, or the live units' share.
+          live = counts > 0
+          share = min(layout.size, plan.num_ones(mw.name, mw.size) //
+                      int(live.sum()))
+          expected = np.where(live, share, 0)
+        else:
+          expected = np.full([layout.rows],
+                             layout.ones_per_row(plan.final[mw.name]))
+        self.assertAllEqual(counts, expected, f'{mw.name} step {step}')
         self.assertEqual(np.count_nonzero(
             mw.weight.numpy() * (1 - mw.mask.numpy())), 0)
+      self.assertEqual(updater.structure_violations(model, plan.final), [])
       changed.append(sum(int((mw.mask.numpy() != m).sum())
                          for mw, m in zip(weights, initial)))
 
@@ -251,6 +290,11 @@ class MethodsKeepTheStructureTest(tf.test.TestCase, parameterized.TestCase):
       self.assertEqual(changed, [0, 0, 0])
     else:  # Masks moved at every step.
       self.assertGreater(changed[0], 0)
+    ablated = updater.structure_report(model)['ablated']
+    if method == 'snfs_ablation':
+      self.assertNotEqual(ablated, {})
+    else:
+      self.assertEqual(ablated, {})
 
 
 def _configure(*bindings):
@@ -340,7 +384,7 @@ class TrainerTest(tf.test.TestCase):
     _configure(*bindings)
     with self.assertRaisesRegex(
         errors.UserError, r"^checkpoint breaks the structure '3:8': fc1: 2 "
-        r'of 2400 rows hold \[2, 4\] ones, not 3.$'):
+        r'of 2400 rows hold \[2, 4\] ones, not \[3\].$'):
       train.train_eval(output_dir=output_dir, mode='eval_once',
                        eval_once_ckpt=broken)
 

@@ -34,6 +34,7 @@ point). Everything that writes a mask runs per device inside
 step, layer index)), so all replicas compute the same masks.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from rigl_tf import layers as masked_layers
@@ -189,21 +190,46 @@ class MaskUpdater(tf.Module):
       layout = self.layouts.get(mw.name)
       if layout is None:
         continue
-      per_row = layout.ones_per_row(planned[mw.name])
-      n_bad, found = structure_lib.violations(layout, mw.mask, per_row)
-      if n_bad:
-        lines.append(f'{mw.name}: {n_bad} of {layout.rows} rows hold '
-                     f'{found} ones, not {per_row}')
+      counts = layout.row_counts(mw.mask).numpy()
+      expected = self.expected_row_counts(layout, counts, planned[mw.name])
+      bad = counts != expected
+      if bad.any():
+        lines.append(
+            f'{mw.name}: {int(bad.sum())} of {layout.rows} rows hold '
+            f'{sorted(set(counts[bad].tolist()))[:5]} ones, not '
+            f'{sorted(set(expected[bad].tolist()))[:5]}')
     return lines
 
-  def structure_report(self):
-    """The run's structure for the report (None when unstructured)."""
+  def expected_row_counts(self, layout, counts, sparsity):
+    """int [rows]: the ones each row of `layout` must hold.
+
+    Args:
+      layout: a `structure.Layout`.
+      counts: numpy int [rows], the ones its rows hold now.
+      sparsity: the weight's planned sparsity.
+    """
+    del counts
+    return np.full([layout.rows], layout.ones_per_row(sparsity))
+
+  def structure_report(self, model_or_weights):
+    """The run's structure for the report (None when unstructured).
+
+    Its 'ablated': name -> output units without a weight (SRigL's neuron
+    ablation), for the layers that have any.
+    """
     if not self.structure.structured:
       return None
+    ablated = {}
+    for mw in masked_layers.get_masked_weights(model_or_weights):
+      layout = self.layouts.get(mw.name)
+      if layout is not None and self.structure.kind != 'n:m':
+        empty = int((layout.row_counts(mw.mask).numpy() == 0).sum())
+        if empty:
+          ablated[mw.name] = empty
     return {'name': self.structure.name,
             'layers': {name: layout.describe(self.structure)
                        for name, layout in self.layouts.items()},
-            'unstructured': dict(self.unstructured)}
+            'unstructured': dict(self.unstructured), 'ablated': ablated}
 
   def wrap_model(self, model):
     """The model whose forward pass the training steps call.

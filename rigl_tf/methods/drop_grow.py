@@ -19,20 +19,25 @@ n_grow positions by a method's score, in one XLA-compiled function
 (`drop_and_grow`), resets the optimizer slots of dropped and grown positions
 and ORs the new mask into the "ever active" one. `DropGrowUpdater` runs it on
 every layer with counts from the annealed drop fraction (optionally
-redistributed across layers, `redistribute_counts`); its subclasses
-(`methods.dst`) differ only in their grow score, and the gradual methods
-(`methods.pruning`, `methods.granet`) only in the counts they pass.
+redistributed across layers, `redistribution.redistribute_counts`); its
+subclasses (`methods.dst`) differ only in their grow score, and the gradual
+methods (`methods.pruning`, `methods.granet`) only in the counts they pass.
+With a structure (`rigl_tf.structure`), both selections run within each
+row of a layer (an output unit, or a group of M of its inputs).
 """
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from rigl_tf import checks
 from rigl_tf import rng
 from rigl_tf import schedules
 from rigl_tf import slots as slots_lib
+from rigl_tf import structure as structure_lib
 from rigl_tf import topk
 from rigl_tf.methods import base
+from rigl_tf.methods import redistribution
 
 GROW_INITS = ('zeros', 'random_normal', 'initial_dist')
 REDISTRIBUTIONS = ('none', 'momentum', 'magnitude', 'nonzeros')
@@ -40,12 +45,10 @@ REDISTRIBUTIONS = ('none', 'momentum', 'magnitude', 'nonzeros')
 # Streams of the per-(seed, step, layer) stateless RNG.
 _DROP_GROW_STREAM = 1
 _GROW_SCORE_STREAM = 2
-# Folded into a layer's drop/grow key: which rows drop one more.
-_SPREAD_STREAM = 3
 
 
 def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std,
-                   layout=None):
+                   layout=None, ablation=None):
   """Drop/grow of one layer: the XLA-compilable core of `DropGrowUpdater`.
 
   Keeps the n_active - n_drop active weights with the largest |w|, then
@@ -61,7 +64,13 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std,
   many as it dropped, so a structured mask keeps its per-row counts: the
   layer's n_drop is spread over the rows, floor(n_drop / rows) each and one
   more in the n_drop mod rows rows whose smallest active |w| are the
-  smallest (`_spread_over_rows`). n_grow must then equal n_drop.
+  smallest (`structure.spread_over_rows`). n_grow must then equal n_drop.
+
+  With `ablation` = (threshold, budget) as well (SRigL's neuron ablation,
+  constant fan-in only), a unit with fewer than threshold · k salient
+  weights (those an unstructured update of the layer would keep or grow) is
+  removed: all its weights dropped, for good. The live units then share the
+  layer's budget: each holds min(n_in, budget // live units).
 
   Args:
     mask: 0/1 tensor, the current mask.
@@ -74,6 +83,7 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std,
     grow_std: float32 scalar, std of the initial values of new weights.
     layout: optional `structure.Layout` (a Python value: part of the
       compiled function's signature).
+    ablation: optional (threshold, budget) Python values, with a layout.
 
   Returns:
     (new_mask, new_weight, slot_factor, num_new): the mask and weight after
@@ -96,12 +106,23 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std,
   drop_key, grow_key, init_key = tf.unstack(
       tf.random.experimental.stateless_split(key, num=3))
   magnitude = tf.where(old > 0, tf.abs(values), -1.0)
+  counts = tf.cast(tf.reduce_sum(old, 1), tf.int32)
   if layout is None:
-    n_drop_rows, n_grow_rows = n_drop, n_grow
+    n_keep, n_grow_rows = counts - n_drop, n_grow
   else:
-    n_drop_rows = _spread_over_rows(magnitude, n_drop, key)
-    n_grow_rows = n_drop_rows
-  n_keep = tf.cast(tf.reduce_sum(old, 1), tf.int32) - n_drop_rows
+    live = counts > 0
+    target = counts
+    if ablation is not None:
+      threshold, budget = ablation
+      live = structure_lib.live_units(magnitude, score, n_drop, live, counts,
+                                      threshold, key)
+      n_live = tf.reduce_sum(tf.cast(live, tf.int32))
+      target = tf.fill(tf.shape(counts), tf.minimum(
+          layout.size, budget // tf.maximum(n_live, 1)))
+    n_drop_rows = structure_lib.spread_over_rows(magnitude, n_drop, live,
+                                                 key)
+    n_keep = tf.where(live, counts - n_drop_rows, 0)
+    n_grow_rows = tf.where(live, target, 0) - n_keep
   # Inactive positions score below every |w|: they are never kept.
   kept = topk.top_n_rows_random_ties(magnitude, n_keep, drop_key)
   grown = topk.top_n_rows_random_ties(
@@ -121,31 +142,6 @@ def _drop_and_grow(mask, weight, grow_score, n_drop, n_grow, key, grow_std,
           tf.cast(tf.reduce_sum(new), tf.int64))
 
 
-def _spread_over_rows(magnitude, n_drop, key):
-  """int32 [rows]: the rows' shares of a layer's `n_drop`, summing to it.
-
-  Every row drops floor(n_drop / rows); the n_drop mod rows rows whose
-  smallest active |w| are the smallest drop one more (exact ties in a keyed
-  random order), so that the layer drops what an unstructured one would,
-  also where a row keeps few weights (2:4 drops floor(2·α) = 0 per group
-  for α < 0.5).
-
-  Args:
-    magnitude: float32 [rows, size], |w| of active positions, -1 elsewhere.
-    n_drop: int32 scalar, 0 <= n_drop <= the active count.
-    key: int64 [2], the layer's and step's stateless key.
-  """
-  rows = tf.shape(magnitude)[0]
-  n_drop = tf.cast(n_drop, tf.int32)
-  base = n_drop // rows
-  weakest = tf.reduce_min(
-      tf.where(magnitude >= 0, magnitude, float('inf')), axis=1)
-  extra = topk.top_n_rows_random_ties(
-      -weakest[None], n_drop - base * rows,
-      tf.random.experimental.stateless_fold_in(key, _SPREAD_STREAM))[0]
-  return base + tf.cast(extra, tf.int32)
-
-
 # Compiled with XLA everywhere (TPUs need it; jit-compiled train steps
 # include it). The selection counts instead of sorting (`topk.top_n_by_keys`),
 # which XLA fuses well: a compiled layer update is a few times faster than
@@ -154,7 +150,8 @@ drop_and_grow = tf.function(_drop_and_grow, jit_compile=True)
 
 
 def _drop_grow_and_reset(mask, weight, grow_score, n_drop, n_grow, key,
-                         grow_std, slots, fresh, ever, layout=None):
+                         grow_std, slots, fresh, ever, layout=None,
+                         ablation=None):
   """`_drop_and_grow`, then the new slot and "ever active" values.
 
   One compiled function for all of a layer's update: the slot resets and
@@ -162,8 +159,8 @@ def _drop_grow_and_reset(mask, weight, grow_score, n_drop, n_grow, key,
   where TensorFlow's ops would run (and allocate) one by one.
 
   Args:
-    mask, weight, grow_score, n_drop, n_grow, key, grow_std, layout: as
-      for `_drop_and_grow`.
+    mask, weight, grow_score, n_drop, n_grow, key, grow_std, layout,
+      ablation: as for `_drop_and_grow`.
     slots: list of the layer's optimizer slot values.
     fresh: list of floats, a fresh slot's value for each.
     ever: the layer's "ever active" 0/1 values.
@@ -172,7 +169,8 @@ def _drop_grow_and_reset(mask, weight, grow_score, n_drop, n_grow, key,
     (new_mask, new_weight, new_slots, new_ever, num_new).
   """
   new_mask, new_weight, slot_factor, num_new = _drop_and_grow(
-      mask, weight, grow_score, n_drop, n_grow, key, grow_std, layout)
+      mask, weight, grow_score, n_drop, n_grow, key, grow_std, layout,
+      ablation)
   new_slots = [slots_lib.fresh_where_dropped(slot, slot_factor, value)
                for slot, value in zip(slots, fresh)]
   return (new_mask, new_weight, new_slots, slots_lib.ever_or(ever, new_mask),
@@ -180,69 +178,6 @@ def _drop_grow_and_reset(mask, weight, grow_score, n_drop, n_grow, key,
 
 
 _drop_grow_and_reset_xla = tf.function(_drop_grow_and_reset, jit_compile=True)
-
-
-def redistribute_counts(scores, total, capacities):
-  """Integer budgets proportional to `scores`, summing to `total` exactly.
-
-  Sparsity redistribution of SNFS / GraNet (`calc_growth_redistribution`):
-  the `total` weights to grow are shared between layers in proportion to a
-  per-layer statistic, no layer above its capacity; what a full layer cannot
-  take goes to the others in proportion to their statistics (water-filling).
-  The real shares are rounded down, and the remainder goes to the largest
-  fractional parts, so that the sum is `total` exactly. Layers whose scores
-  are all zero (or NaN) share in proportion to their capacities.
-
-  Args:
-    scores: float [L], non-negative statistics.
-    total: int scalar, 0 <= total <= sum(capacities).
-    capacities: int [L], the most each layer may receive.
-
-  Returns:
-    int64 [L] budgets.
-  """
-  scores = tf.cast(scores, tf.float32)
-  scores = tf.where(scores > 0, scores, 0.0)  # Also maps NaN to 0.
-  caps = tf.cast(capacities, tf.int64)
-  caps_f = tf.cast(caps, tf.float32)
-  total = tf.cast(total, tf.int64)
-  total_f = tf.cast(total, tf.float32)
-
-  def shares(capped):
-    free = tf.logical_not(capped)
-    budget = total_f - tf.reduce_sum(tf.where(capped, caps_f, 0.0))
-    weights = tf.where(free, scores, 0.0)
-    weights = tf.where(
-        tf.reduce_sum(weights) > 0, weights, tf.where(free, caps_f, 0.0))
-    denom = tf.maximum(tf.reduce_sum(weights), 1e-30)
-    return tf.where(capped, caps_f, budget * weights / denom)
-
-  # Each pass caps at least one more layer, or changes nothing.
-  capped = tf.while_loop(
-      lambda capped: tf.constant(True),
-      lambda capped: (tf.logical_or(capped, shares(capped) > caps_f),),
-      (tf.zeros_like(scores, dtype=tf.bool),),
-      maximum_iterations=tf.size(scores))[0]
-  real = shares(capped)
-  counts = tf.clip_by_value(
-      tf.cast(tf.floor(real), tf.int64), tf.zeros_like(caps), caps)
-
-  def fix(counts):
-    rest = total - tf.reduce_sum(counts)
-    add = rest > 0
-    eligible = tf.where(add, counts < caps, counts > 0)
-    fraction = real - tf.cast(counts, tf.float32)
-    priority = tf.where(eligible, tf.where(add, fraction, -fraction),
-                        -float('inf'))
-    n = tf.minimum(tf.abs(rest),
-                   tf.math.count_nonzero(eligible, dtype=tf.int64))
-    pick = tf.cast(topk.top_n_mask(priority, n), tf.int64)
-    return (counts + tf.sign(rest) * pick,)
-
-  # Float rounding leaves a remainder of at most a few units per layer.
-  return tf.while_loop(
-      lambda counts: tf.not_equal(tf.reduce_sum(counts), total), fix,
-      (counts,), maximum_iterations=4 * tf.size(scores) + 8)[0]
 
 
 class DropGrowUpdater(base.MaskUpdater):
@@ -278,6 +213,7 @@ class DropGrowUpdater(base.MaskUpdater):
                grow_init='zeros',
                redistribution='none',
                grad_ema_decay=0.9,
+               ablation_threshold=0.0,
                skip_weight_update_on_mask_update=None,
                seed=None,
                name=None):
@@ -306,6 +242,10 @@ class DropGrowUpdater(base.MaskUpdater):
         weights ('nonzeros').
       grad_ema_decay: decay of the dense-gradient EMA (SNFS's momentum; also
         used by redistribution='momentum').
+      ablation_threshold: γ of SRigL's neuron ablation, with
+        train_eval.structure = 'constant_fan_in': at an update, a unit with
+        fewer than γ·k salient weights is removed and the others share its
+        budget (SRigL uses 0.3); 0 (default): no ablation.
       skip_weight_update_on_mask_update: skip the weight update on mask
         update steps; None: the method's default (True for RigL).
       seed: seed of the stateless RNG (tie breaks, SET growth, grow_init);
@@ -323,6 +263,9 @@ class DropGrowUpdater(base.MaskUpdater):
     checks.check_choice(redistribution, REDISTRIBUTIONS, 'redistribution')
     checks.check_range(grad_ema_decay, 'grad_ema_decay', 0.0, 1.0,
                      high_open=True)
+    checks.check_range(ablation_threshold, 'ablation_threshold', 0.0, 1.0)
+    self.ablation_threshold = float(ablation_threshold)
+    self._budgets = {}
     self.drop_fraction = float(drop_fraction)
     self.drop_fraction_anneal = drop_fraction_anneal
     self.update_frequency = int(update_frequency)
@@ -390,6 +333,12 @@ class DropGrowUpdater(base.MaskUpdater):
     A structured layer keeps the same count in every row, so the layers
     cannot trade grown weights.
     """
+    if self.ablation_threshold > 0 and (
+        plan.structure.kind != structure_lib.CONSTANT_FAN_IN):
+      raise ValueError(
+          f'{type(self).__name__}.ablation_threshold removes output units of '
+          "constant-fan-in masks: set train_eval.structure = "
+          "'constant_fan_in', or ablation_threshold = 0.")
     if plan.structure.structured and self.redistribution != 'none':
       raise ValueError(
           f'{type(self).__name__}.redistribution = {self.redistribution!r} '
@@ -397,12 +346,29 @@ class DropGrowUpdater(base.MaskUpdater):
           f'({plan.structure.name}) cannot take: set redistribution to '
           "'none' or train_eval.structure = 'unstructured'.")
     super().set_structure(plan)
+    self._budgets = {name: layout.num_ones(plan.final[name])
+                     for name, layout in self.layouts.items()}
 
   @property
-  def _layout_of_index(self):
-    """`MaskedWeight.index` -> its `structure.Layout` (structured only)."""
-    return {mw.index: self.layouts[mw.name] for mw in self._masked_weights
-            if mw.name in self.layouts}
+  def _structure_of_index(self):
+    """`MaskedWeight.index` -> (its `structure.Layout`, ablation or None)."""
+    result = {}
+    for mw in self._masked_weights:
+      if mw.name in self.layouts:
+        ablation = None
+        if self.ablation_threshold > 0:
+          ablation = (self.ablation_threshold, self._budgets[mw.name])
+        result[mw.index] = (self.layouts[mw.name], ablation)
+    return result
+
+  def expected_row_counts(self, layout, counts, sparsity):
+    """With neuron ablation: 0 for ablated units, the live units' share."""
+    if self.ablation_threshold <= 0:
+      return super().expected_row_counts(layout, counts, sparsity)
+    live = counts > 0
+    share = min(layout.size,
+                layout.num_ones(sparsity) // max(int(live.sum()), 1))
+    return np.where(live, share, 0)
 
   def _grow_std_at_build(self, mw):
     """Std of newly grown weights of `mw` (grow_init != 'zeros')."""
@@ -503,7 +469,7 @@ class DropGrowUpdater(base.MaskUpdater):
       return n_drop
     sizes = tf.constant([mw.size for mw in self._masked_weights], tf.int32)
     capacities = sizes - (n_active - n_drop)
-    counts = redistribute_counts(self._layer_statistics(),
+    counts = redistribution.redistribute_counts(self._layer_statistics(),
                                  tf.reduce_sum(n_drop), capacities)
     return tf.cast(counts, tf.int32)
 
@@ -586,7 +552,7 @@ class DropGrowUpdater(base.MaskUpdater):
             grow_std,
             [tf.convert_to_tensor(slot) for slot in slot_variables],
             list(fresh), tf.convert_to_tensor(ever),
-            self._layout_of_index.get(index)))
+            *self._structure_of_index.get(index, (None, None))))
     weight.assign(new_weight, read_value=False)
     mask.assign(new_mask, read_value=False)
     for slot, value in zip(slot_variables, new_slots):

@@ -84,7 +84,7 @@ def eval_once(run, ckpt_path):
             'masks': report_lib.sparsity_report(model,
                                                 run.planned_sparsities),
             **flops_numbers}
-  structure = run.updater.structure_report()
+  structure = run.updater.structure_report(model)
   if structure:
     report['masks']['structure'] = structure
   bad = masked_layers.check_invariant(model)

@@ -152,6 +152,9 @@ def format_structure(structure):
            f'layers: {what}']
   for name, why in structure['unstructured'].items():
     lines.append(f'  {name} kept unstructured: {why}')
+  for name, units in structure.get('ablated', {}).items():
+    lines.append(f'  {name}: {units} output units ablated (no inputs left); '
+                 'the others share their budget')
   return lines
 
 

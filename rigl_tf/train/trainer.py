@@ -224,7 +224,7 @@ def _final_report(run, output, step, last_loss):
             'loss': last_loss if math.isfinite(last_loss) else None,
             'masks': report_lib.sparsity_report(model, run.planned_sparsities),
             **flops_numbers}
-  structure = updater.structure_report()
+  structure = updater.structure_report(model)
   if structure:
     report['masks']['structure'] = structure
   if updater.sparse:
